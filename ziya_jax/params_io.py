@@ -166,6 +166,9 @@ def param_shapes(ckpt: str | Path) -> dict[tuple[str, ...], tuple[tuple[int, ...
         meta = ocp.PyTreeCheckpointer().metadata(directory).item_metadata
     except Exception as e:  # noqa: BLE001 - orbax raises many types for corrupt metadata
         raise CheckpointError(f"{directory}: unreadable checkpoint metadata ({type(e).__name__}: {e})") from None
+    if meta is None:
+        raise CheckpointError(f"{directory}: checkpoint metadata or tensor data is missing; "
+                              "the checkpoint is corrupt or incomplete, convert or save it again")
     return {path: (tuple(m.shape), np.dtype(m.dtype)) for path, m in _flatten(dict(meta)).items()}
 
 
@@ -214,6 +217,18 @@ def check_params_match(cfg: ModelConfig, stored: Mapping[tuple[str, ...], tuple[
         if tuple(stored[path][0]) != tuple(expected[path]):
             problems.append(f"{'/'.join(path)} has shape {tuple(stored[path][0])}, model expects {tuple(expected[path])}")
     if problems:
+        layers = _stored_layers(stored)
+        if layers is not None and layers != cfg.num_layers:
+            problems.insert(0, f"checkpoint has {layers} layers, config has {cfg.num_layers}")
         shown = "; ".join(problems[:6]) + (f"; ... ({len(problems)} problems)" if len(problems) > 6 else "")
         raise CheckpointError(f"{where}: parameters do not match the model config "
                               f"(layers={cfg.num_layers}, hidden={cfg.hidden_size}, scan_layers={cfg.scan_layers}): {shown}")
+
+
+def _stored_layers(stored: Mapping[tuple[str, ...], Any]) -> int | None:
+    """Number of decoder layers in a stored tree (scanned or unscanned), if recognisable."""
+    unscanned = {p[0] for p in stored if p[0].startswith("layers_")}
+    if unscanned:
+        return len(unscanned)
+    scanned = [shape for p, (shape, _) in stored.items() if p[0] == "layers" and shape]
+    return int(scanned[0][0]) if scanned else None

@@ -43,6 +43,27 @@ class RMSNorm(nn.Module):
         return (y * scale.astype(jnp.float32)).astype(policy.compute_dtype)
 
 
+class Dense(nn.Module):
+    """Linear map contracting x's last `contract` dims; the kernel has its true N-d shape.
+
+    (Flax's DenseGeneral initialises a flattened 2-D kernel, which does not carry N-d logical
+    axis names through a mesh.) Inputs and kernel are cast to the compute dtype.
+    """
+
+    cfg: ModelConfig
+    features: tuple[int, ...]
+    axes: tuple[str, ...]
+    contract: int = 1
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        policy = _policy(self.cfg)
+        shape = tuple(x.shape[x.ndim - self.contract:]) + tuple(self.features)
+        kernel = self.param("kernel", _init(self.cfg, self.axes), shape, policy.param_dtype)
+        dims = (tuple(range(x.ndim - self.contract, x.ndim)), tuple(range(self.contract)))
+        return jax.lax.dot_general(policy.cast_compute(x), policy.cast_compute(kernel), (dims, ((), ())))
+
+
 class Attention(nn.Module):
     """Multi-head / grouped-query self-attention with RoPE, packing masks and a KV cache."""
 
@@ -50,10 +71,7 @@ class Attention(nn.Module):
     decode: bool = False
 
     def _proj(self, x, heads: int, names: tuple[str, ...], name: str) -> jax.Array:
-        policy = _policy(self.cfg)
-        return nn.DenseGeneral((heads, self.cfg.head_dim), use_bias=False, dtype=policy.compute_dtype,
-                               param_dtype=policy.param_dtype, kernel_init=_init(self.cfg, names),
-                               name=name)(x)
+        return Dense(self.cfg, (heads, self.cfg.head_dim), names, name=name)(x)
 
     @nn.compact
     def __call__(self, x, positions, segment_ids) -> jax.Array:
@@ -77,10 +95,7 @@ class Attention(nn.Module):
         out = dot_product_attention(q, k, v, q_index=q_index, kv_index=kv_index, q_segment=segment_ids,
                                     kv_segment=kv_segment, impl=cfg.attention_impl, decoding=self.decode)
         out = nn.with_logical_constraint(out, (BATCH, LENGTH, "activation_heads", "activation_kv"))
-        policy = _policy(cfg)
-        out = nn.DenseGeneral(cfg.hidden_size, axis=(-2, -1), use_bias=False, dtype=policy.compute_dtype,
-                              param_dtype=policy.param_dtype,
-                              kernel_init=_init(cfg, ("heads", "head_dim", "embed")), name="out")(out)
+        out = Dense(cfg, (cfg.hidden_size,), ("heads", "head_dim", "embed"), contract=2, name="out")(out)
         return checkpoint_name(out, "out_proj")
 
     def _update_cache(self, k, v, segment_ids):
@@ -115,16 +130,13 @@ class MLP(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        cfg, policy = self.cfg, _policy(self.cfg)
-        dense = lambda feats, names, name: nn.DenseGeneral(  # noqa: E731
-            feats, use_bias=False, dtype=policy.compute_dtype, param_dtype=policy.param_dtype,
-            kernel_init=_init(cfg, names), name=name)
-        gate = dense(cfg.intermediate_size, ("embed", "mlp"), "wi_gate")(x)
-        up = dense(cfg.intermediate_size, ("embed", "mlp"), "wi_up")(x)
+        cfg = self.cfg
+        gate = Dense(cfg, (cfg.intermediate_size,), ("embed", "mlp"), name="wi_gate")(x)
+        up = Dense(cfg, (cfg.intermediate_size,), ("embed", "mlp"), name="wi_up")(x)
         h = nn.silu(gate) * up
         h = nn.with_logical_constraint(h, (BATCH, LENGTH, "activation_mlp"))
         h = checkpoint_name(h, "mlp_hidden")
-        return dense(cfg.hidden_size, ("mlp", "embed"), "wo")(h)
+        return Dense(cfg, (cfg.hidden_size,), ("mlp", "embed"), name="wo")(h)
 
 
 class DecoderLayer(nn.Module):
