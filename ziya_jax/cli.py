@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Callable
 
@@ -125,9 +126,13 @@ def main(argv: list[str] | None = None) -> None:
     if not getattr(args, "run", None):
         parser.print_help()
         sys.exit(1)
+    from tools.convert.common import fail, quiet_absl
+
+    quiet_absl()
     try:
         code = args.run(args, overrides)
     except (ConfigError, CheckpointError, FileExistsError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        if os.environ.get("ZIYA_DEBUG"):
+            raise
+        fail(str(e))
     sys.exit(code or 0)

@@ -156,6 +156,10 @@ def params_dir(ckpt: str | Path) -> Path:
     if not (params / "_METADATA").is_file():
         raise CheckpointError(f"{ckpt}: no complete Orbax params checkpoint at {params} "
                               "(missing _METADATA); was the conversion interrupted? Convert again")
+    if (params / "manifest.ocdbt").is_file() and not any(
+            p.is_dir() for p in [params / "d", *params.glob("ocdbt.process_*")]):
+        raise CheckpointError(f"{ckpt}: the tensor data of {params} is missing (no d/ or ocdbt.process_*/); "
+                              "the checkpoint is incomplete, convert or save it again")
     return params
 
 

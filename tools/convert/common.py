@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -38,14 +40,31 @@ def write_json(path: Path, value: dict) -> None:
     path.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n")
 
 
+def fail(message: str) -> None:
+    """Print one error line and exit 2 at once (no interpreter teardown: Orbax's background
+    threads would otherwise print unrelated 'event loop closed' tracebacks on the way out)."""
+    import threading
+
+    threading.excepthook = lambda args: None
+    print(f"error: {message}", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(2)
+
+
+def quiet_absl() -> None:
+    logging.getLogger("absl").setLevel(logging.ERROR)
+
+
 def run_cli(main: Callable[[], int]) -> None:
     """Run a converter; expected failures become one line on stderr and exit status 2."""
     from tools.convert.safetensors_io import CheckpointFormatError
     from ziya_jax.model.config import ConfigError
     from ziya_jax.params_io import CheckpointError
 
+    quiet_absl()
     try:
-        sys.exit(main())
+        code = main()
     except (CheckpointFormatError, ConfigError, CheckpointError, FileExistsError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        fail(str(e))
+    sys.exit(code)
