@@ -8,6 +8,7 @@ whole model. Restoring reads back plain numpy arrays (or sharded jax arrays, for
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -20,8 +21,10 @@ import tensorstore as ts
 from orbax.checkpoint._src.serialization import ocdbt_utils
 from orbax.checkpoint._src.serialization import tensorstore_utils as ts_utils
 from orbax.checkpoint._src.serialization import type_handlers as _type_handlers
+from orbax.checkpoint._src.serialization.types import ParamInfo
 
 from ziya_jax.model.config import ModelConfig
+from ziya_jax.streaming import prefetch
 
 PARAMS_DIR = "params"
 CONFIG_FILE = "model_config.json"
@@ -32,10 +35,19 @@ class CheckpointError(ValueError):
 
 
 class LazyArray:
-    """A leaf whose value is produced on demand by `load()` (shape and dtype known up front)."""
+    """A leaf whose value is produced on demand (shape and dtype known up front).
 
-    def __init__(self, shape: Sequence[int], dtype: Any, load: Callable[[], np.ndarray], name: str = ""):
-        self.shape, self.dtype, self._load, self.name = tuple(int(s) for s in shape), np.dtype(dtype), load, name
+    Give `load` for the whole array, or `slices` yielding the arrays along the leading axis in
+    order (a stacked leaf, one layer at a time): then it is written one slice at a time, in
+    chunks of one slice, and never exists whole in memory.
+    """
+
+    def __init__(self, shape: Sequence[int], dtype: Any, load: Callable[[], np.ndarray] | None = None,
+                 name: str = "", slices: Callable[[], Iterator[np.ndarray]] | None = None):
+        if (load is None) == (slices is None):
+            raise ValueError("LazyArray needs exactly one of load= or slices=")
+        self.shape, self.dtype, self.name = tuple(int(s) for s in shape), np.dtype(dtype), name
+        self._load, self.slices = load, slices
 
     @property
     def size(self) -> int:
@@ -50,6 +62,8 @@ class LazyArray:
         return len(self.shape)
 
     def load(self) -> np.ndarray:
+        if self._load is None:
+            return np.stack(list(self.slices())).astype(self.dtype, copy=False)
         value = np.asarray(self._load())
         if value.shape != self.shape:
             raise CheckpointError(f"{self.name}: produced shape {value.shape}, expected {self.shape}")
@@ -57,25 +71,48 @@ class LazyArray:
 
 
 class _StreamingHandler(_type_handlers.NumpyHandler):
-    """Writes LazyArray leaves one after another, recorded as ordinary numpy arrays."""
+    """Writes LazyArray leaves one after another, recorded as ordinary numpy arrays.
+
+    Converted weights are stored uncompressed (float weights gain little from zstd and it
+    halves conversion throughput); any Orbax reader opens them as usual.
+    """
 
     def __init__(self, on_written: Callable[[LazyArray], None] | None = None):
         super().__init__(deepcopy_host_arrays=False)
         self.on_written = on_written
 
     async def _background_serialize(self, values, infos, args):
+        stores = []
         for value, info, arg in zip(values, infos, args):
             await info.await_path_creation()
+            info.use_compression = False
             spec = ts_utils.build_array_write_spec(
                 info=info, arg=arg, global_shape=value.shape, local_shape=value.shape, dtype=value.dtype,
                 use_ocdbt=info.is_ocdbt_checkpoint,
                 process_index=ocdbt_utils.get_process_index_for_subdir(use_ocdbt=info.is_ocdbt_checkpoint),
-                metadata_key=self._metadata_key)
-            array = value.load()
-            store = await ts.open(ts.Spec(spec.json), create=True, open=True, context=info.ts_context)
-            await store.write(array)
+                metadata_key=self._metadata_key).json
+            if value.slices is not None:
+                spec["metadata"]["chunks"] = (1,) + tuple(value.shape[1:])
+            stores.append(await ts.open(ts.Spec(spec), create=True, open=True, context=info.ts_context))
+
+        def produce():  # runs in a helper thread, one piece ahead of the writes
+            for k, value in enumerate(values):
+                if value.slices is None:
+                    yield k, None, value.load()
+                else:
+                    count = 0
+                    for i, part in enumerate(value.slices()):
+                        yield k, i, np.asarray(part, value.dtype)
+                        count += 1
+                    if count != value.shape[0]:
+                        raise CheckpointError(f"{value.name}: produced {count} slices, expected {value.shape[0]}")
+
+        for k, index, array in prefetch(produce()):
+            target = stores[k] if index is None else stores[k][index]
+            await target.write(array, can_reference_source_data_indefinitely=True)
             del array
-            if self.on_written:
+            value = values[k]
+            if self.on_written and (index is None or index == value.shape[0] - 1):
                 self.on_written(value)
 
 
@@ -197,6 +234,23 @@ def read_leaves(ckpt: str | Path, paths: Sequence[tuple[str, ...]],
                               "the checkpoint is corrupt or incomplete, convert again") from None
     flat = _flatten(restored)
     return {p: flat[p] for p in paths}
+
+
+def iter_leaf_slices(ckpt: str | Path, path: tuple[str, ...]) -> Iterator[np.ndarray]:
+    """Yield a stored leaf one leading-axis slice at a time (a stacked leaf layer by layer)."""
+    directory = params_dir(ckpt)
+    use_zarr3 = bool(json.loads((directory / "_METADATA").read_text()).get("use_zarr3", False))
+    context = ts_utils.get_ts_context(use_ocdbt=True)
+    info = ParamInfo(name=".".join(path), parent_dir=directory, is_ocdbt_checkpoint=True, use_zarr3=use_zarr3,
+                     ts_context=context)
+    try:
+        store = ts.open(ts_utils.build_array_read_spec(info, use_ocdbt=True).json, open=True,
+                        context=context).result()
+    except Exception as e:  # noqa: BLE001
+        raise CheckpointError(f"{directory}: cannot open {'/'.join(path)} ({e}); the checkpoint is "
+                              "corrupt or incomplete") from None
+    for i in range(store.shape[0]):
+        yield store[i].read().result()
 
 
 def load_params(ckpt: str | Path) -> dict[str, Any]:

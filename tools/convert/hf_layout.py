@@ -9,11 +9,12 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 
 from ziya_jax.model.config import ConfigError, ModelConfig
+from ziya_jax.streaming import transpose_2d
 
 Path_ = tuple[str, ...]
 
@@ -31,7 +32,7 @@ class TensorRule:
         return "{i}" in self.hf_name
 
     def hf_shape(self, cfg: ModelConfig) -> tuple[int, ...]:
-        return self.to_hf(np.empty(self.ours_shape(cfg), np.bool_), cfg).shape
+        return _HF_SHAPE[self.to_hf](self.ours_shape(cfg))
 
 
 def _identity(x, cfg):
@@ -39,24 +40,31 @@ def _identity(x, cfg):
 
 
 def _t(x, cfg):
-    return x.T
+    return transpose_2d(x, x.dtype)
 
 
 def _split_heads(heads: Callable[[ModelConfig], int]):
-    return lambda x, cfg: x.T.reshape(cfg.hidden_size, heads(cfg), cfg.head_dim)
+    return lambda x, cfg: _t(x, cfg).reshape(cfg.hidden_size, heads(cfg), cfg.head_dim)
 
 
 def _merge_heads(x, cfg):
-    return x.reshape(cfg.hidden_size, -1).T
+    return _t(x.reshape(cfg.hidden_size, -1), cfg)
 
 
 def _o_to_ours(x, cfg):
-    return x.T.reshape(cfg.num_heads, cfg.head_dim, cfg.hidden_size)
+    return _t(x, cfg).reshape(cfg.num_heads, cfg.head_dim, cfg.hidden_size)
 
 
 def _o_to_hf(x, cfg):
-    return x.reshape(cfg.num_heads * cfg.head_dim, cfg.hidden_size).T
+    return _t(x.reshape(cfg.num_heads * cfg.head_dim, cfg.hidden_size), cfg)
 
+
+_HF_SHAPE = {  # our shape -> HF shape, for each to_hf transform
+    _identity: lambda s: s,
+    _t: lambda s: (s[1], s[0]),
+    _merge_heads: lambda s: (s[1] * s[2], s[0]),
+    _o_to_hf: lambda s: (s[2], s[0] * s[1]),
+}
 
 _H = lambda c: c.num_heads  # noqa: E731
 _KV = lambda c: c.num_kv_heads  # noqa: E731
@@ -195,12 +203,3 @@ def read_hf_config(hf_dir: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not found; --hf-dir must contain config.json") from None
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path}: invalid JSON ({e}); fix or re-download config.json") from None
-
-
-def iter_hf_tensors(leaf: Leaf, value: np.ndarray, cfg: ModelConfig) -> Iterator[tuple[str, np.ndarray]]:
-    """HF tensors of one of our leaves (one per layer when it is stacked)."""
-    if leaf.stacked:
-        for i, name in enumerate(leaf.hf_names):
-            yield name, np.ascontiguousarray(leaf.rule.to_hf(value[i], cfg))
-    else:
-        yield leaf.hf_names[0], np.ascontiguousarray(leaf.rule.to_hf(value, cfg))

@@ -40,15 +40,13 @@ def check_source(src: TensorSource, cfg: ModelConfig, source: str) -> None:
         raise CheckpointFormatError(f"{source}: weights do not match config.json: {shown}")
 
 
-def _loader(src: TensorSource, leaf: Leaf, cfg: ModelConfig, dtype: np.dtype):
-    def load() -> np.ndarray:
-        if not leaf.stacked:
-            return leaf.rule.to_ours(src.read(leaf.hf_names[0]), cfg).astype(dtype)
-        out = np.empty(leaf.shape, dtype)
-        for i, name in enumerate(leaf.hf_names):
-            out[i] = leaf.rule.to_ours(src.read(name), cfg)
-        return out
-    return load
+def _lazy_leaf(src: TensorSource, leaf: Leaf, cfg: ModelConfig, dtype: np.dtype) -> LazyArray:
+    """A leaf read from the source on demand; stacked leaves stream one layer at a time."""
+    convert = lambda name: np.ascontiguousarray(leaf.rule.to_ours(src.read(name), cfg), dtype)  # noqa: E731
+    name = "/".join(leaf.path)
+    if leaf.stacked:
+        return LazyArray(leaf.shape, dtype, name=name, slices=lambda: (convert(n) for n in leaf.hf_names))
+    return LazyArray(leaf.shape, dtype, load=lambda: convert(leaf.hf_names[0]), name=name)
 
 
 def convert(hf_dir: str | Path, out: str | Path, *, scan_layers: bool = False, dtype: str = "float32",
@@ -66,7 +64,7 @@ def convert(hf_dir: str | Path, out: str | Path, *, scan_layers: bool = False, d
         node = tree
         for key in leaf.path[:-1]:
             node = node.setdefault(key, {})
-        node[leaf.path[-1]] = LazyArray(leaf.shape, np_dtype, _loader(src, leaf, cfg, np_dtype), "/".join(leaf.path))
+        node[leaf.path[-1]] = _lazy_leaf(src, leaf, cfg, np_dtype)
         total += node[leaf.path[-1]].nbytes
     source_dtype = hf_config.get("torch_dtype") or hf_config.get("dtype") or str(src.read(leaves(cfg)[-2].hf_names[0]).dtype)
     update, close = byte_progress(total, f"hf->orbax {hf_dir.name}", progress)

@@ -17,11 +17,11 @@ import numpy as np
 
 from tools.convert.common import (CONVERSION_FILE, DTYPE_NAMES, EXTRA_DIR, byte_progress, copy_extra_files,
                                   run_cli, write_json)
-from tools.convert.hf_layout import config_to_hf, iter_hf_tensors, leaves
+from tools.convert.hf_layout import config_to_hf, leaves
 from tools.convert.safetensors_io import parse_size, plan_shards, write_sharded
 from ziya_jax.model.config import ModelConfig
-from ziya_jax.params_io import (atomic_directory, check_params_match, load_model_config, param_shapes,
-                                read_leaves)
+from ziya_jax.params_io import (atomic_directory, check_params_match, iter_leaf_slices, load_model_config,
+                                param_shapes, read_leaves)
 
 
 def _default_dtype(ckpt: Path) -> str:
@@ -45,10 +45,13 @@ def convert(ckpt: str | Path, out: str | Path, *, dtype: str | None = None, shar
 
     def tensors() -> Iterator[tuple[str, np.ndarray]]:
         for leaf in layout:
-            value = read_leaves(ckpt, [leaf.path], shapes=stored)[leaf.path]
-            for name, array in iter_hf_tensors(leaf, value, cfg):
-                yield name, array.astype(out_dtype, copy=False)
-            del value
+            if leaf.stacked:  # one layer at a time, straight from tensorstore
+                for name, layer in zip(leaf.hf_names, iter_leaf_slices(ckpt, leaf.path)):
+                    yield name, np.ascontiguousarray(leaf.rule.to_hf(layer, cfg), out_dtype)
+            else:
+                value = read_leaves(ckpt, [leaf.path], shapes=stored)[leaf.path]
+                yield leaf.hf_names[0], np.ascontiguousarray(leaf.rule.to_hf(value, cfg), out_dtype)
+                del value
 
     total = sum(int(np.prod(s)) * out_dtype.itemsize for _, s, _ in planned)
     update, close = byte_progress(total, f"orbax->hf {ckpt.name}", progress)

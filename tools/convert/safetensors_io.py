@@ -184,7 +184,13 @@ def plan_shards(tensors: Iterable[PlannedTensor], shard_size: int) -> list[list[
 
 def write_sharded(out_dir: Path, shards: list[list[PlannedTensor]],
                   tensors: Iterator[tuple[str, np.ndarray]], on_tensor: Callable[[int], None] | None = None) -> None:
-    """Stream `tensors` (in planned order) into model-XXXXX-of-YYYYY.safetensors + index json."""
+    """Stream `tensors` (in planned order) into model-XXXXX-of-YYYYY.safetensors + index json.
+
+    The next tensor is produced in a helper thread while the current one is written.
+    """
+    from ziya_jax.streaming import prefetch
+
+    tensors = prefetch(tensors)
     n = len(shards)
     weight_map, total = {}, 0
     for i, shard in enumerate(shards, 1):
