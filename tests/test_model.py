@@ -74,14 +74,12 @@ def test_left_padded_batch_decodes_like_single_rows(tiny):
 def test_sampling():
     logits = jnp.log(jnp.asarray([[0.5, 0.3, 0.15, 0.05]]))
     keys = jax.random.split(jax.random.PRNGKey(0), 2000)
-    draw = jax.vmap(lambda k, t, p: sample_logits(logits, k, t, p), in_axes=(0, None, None))
     assert set(np.asarray(jax.vmap(lambda k: sample_logits(logits, k, 1.0, 0.7))(keys)).ravel()) == {0, 1}
     assert set(np.asarray(jax.vmap(lambda k: sample_logits(logits, k, 1.0, 0.01))(keys)).ravel()) == {0}
     freq = np.bincount(np.asarray(jax.vmap(lambda k: sample_logits(logits, k, 1.0, 1.0))(keys)).ravel(),
                        minlength=4) / 2000
     np.testing.assert_allclose(freq, [0.5, 0.3, 0.15, 0.05], atol=0.04)
     assert int(sample_logits(logits, keys[0], 0.0, 1.0)[0]) == 0
-    del draw
 
 
 def test_generate_rejects_too_long(tiny):
