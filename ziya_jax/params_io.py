@@ -157,11 +157,12 @@ def save_params(directory: str | Path, params: Mapping[str, Any],
         _HANDLER.on_written = None
 
 
-def _flatten(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
+def flatten_params(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
+    """Nested dict -> {path tuple: leaf}."""
     flat: dict[tuple[str, ...], Any] = {}
     for key, value in tree.items():
         if isinstance(value, Mapping):
-            flat.update(_flatten(value, prefix + (key,)))
+            flat.update(flatten_params(value, prefix + (key,)))
         else:
             flat[prefix + (key,)] = value
     return flat
@@ -175,14 +176,6 @@ def _unflatten(flat: Mapping[tuple[str, ...], Any]) -> dict[str, Any]:
             node = node.setdefault(key, {})
         node[path[-1]] = value
     return tree
-
-
-def flatten_params(tree: Mapping[str, Any]) -> dict[tuple[str, ...], Any]:
-    return _flatten(tree)
-
-
-def unflatten_params(flat: Mapping[tuple[str, ...], Any]) -> dict[str, Any]:
-    return _unflatten(flat)
 
 
 def params_dir(ckpt: str | Path) -> Path:
@@ -210,7 +203,7 @@ def param_shapes(ckpt: str | Path) -> dict[tuple[str, ...], tuple[tuple[int, ...
     if meta is None:
         raise CheckpointError(f"{directory}: checkpoint metadata or tensor data is missing; "
                               "the checkpoint is corrupt or incomplete, convert or save it again")
-    return {path: (tuple(m.shape), np.dtype(m.dtype)) for path, m in _flatten(dict(meta)).items()}
+    return {path: (tuple(m.shape), np.dtype(m.dtype)) for path, m in flatten_params(dict(meta)).items()}
 
 
 def read_leaves(ckpt: str | Path, paths: Sequence[tuple[str, ...]],
@@ -232,7 +225,7 @@ def read_leaves(ckpt: str | Path, paths: Sequence[tuple[str, ...]],
         raise CheckpointError(f"{directory}: cannot read {sorted('/'.join(p) for p in wanted)[:3]}... "
                               f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
                               "the checkpoint is corrupt or incomplete, convert again") from None
-    flat = _flatten(restored)
+    flat = flatten_params(restored)
     return {p: flat[p] for p in paths}
 
 

@@ -34,10 +34,6 @@ class PrecisionPolicy:
         return x.astype(self.compute_dtype)
 
 
-def to_fp32(x: jax.Array) -> jax.Array:
-    return x.astype(FP32)
-
-
 def matmul_fp32_accumulate(equation: str, a: jax.Array, b: jax.Array) -> jax.Array:
     """einsum in the inputs' dtype with float32 accumulation and a float32 result."""
     return jnp.einsum(equation, a, b, preferred_element_type=FP32)

@@ -17,7 +17,7 @@ import numpy as np
 
 from ziya_jax.model.config import ModelConfig
 from ziya_jax.model.generate import GenerateOutput, generate
-from ziya_jax.model.llama import Llama, abstract_params, init_params
+from ziya_jax.model.llama import Llama, abstract_params
 from ziya_jax.params_io import (CONFIG_FILE, PARAMS_DIR, atomic_directory, check_params_match, flatten_params,
                                 load_model_config, load_params, param_shapes, save_params)
 
@@ -83,7 +83,3 @@ def save_pretrained(path: str | Path, cfg: ModelConfig, params: Any, overwrite: 
     with atomic_directory(path, overwrite=overwrite) as tmp:
         save_params(tmp / PARAMS_DIR, host)
         cfg.save_json(tmp / CONFIG_FILE)
-
-
-def random_pretrained(cfg: ModelConfig, seed: int = 0) -> PretrainedModel:
-    return PretrainedModel(cfg, init_params(cfg, jax.random.PRNGKey(seed)))
