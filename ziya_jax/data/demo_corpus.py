@@ -106,6 +106,18 @@ def build_demo_corpus(out_dir: str, seed: int = 0, code_files: int = 120) -> dic
     def rid(rel: str, line: int) -> str:
         return f"{rel}:{line}"
 
+    def plant_near(orig: str, lang: str, rates, original_id: str, extra: list, base: int, rel: str) -> None:
+        """Append a perturbed copy at 5-shingle Jaccard >= 0.8 (trying gentler rates) and record it."""
+        for rate in rates:
+            cand = _perturb(orig, lang, rng, rate)
+            j = jaccard(orig, cand, lang)
+            if j >= 0.8:
+                break
+        if j >= 0.8 and cand != orig:
+            extra.append({"text": cand, "url": "", "source": f"web_{lang}"})
+            manifest["near_duplicates"].append({"original": original_id, "copy": rid(rel, base + len(extra)),
+                                                "jaccard": round(j, 4)})
+
     # --- Chinese web-like documents with plants ---
     zh_out = []
     for n, text in enumerate(zh_docs):
@@ -126,16 +138,7 @@ def build_demo_corpus(out_dir: str, seed: int = 0, code_files: int = 120) -> dic
                       "source": "web_zh"})
         manifest["exact_duplicates"].append({"original": rid(rel, idx + 1), "copy": rid(rel, base + len(extra))})
     for idx in plants[50:80]:                                      # near duplicates
-        orig = zh_out[idx]["text"]
-        for rate in (0.02, 0.015, 0.01, 0.005):
-            cand = _perturb(orig, "zh", rng, rate)
-            j = jaccard(orig, cand, "zh")
-            if j >= 0.8:
-                break
-        if j >= 0.8 and cand != orig:
-            extra.append({"text": cand, "url": "", "source": "web_zh"})
-            manifest["near_duplicates"].append({"original": rid(rel, idx + 1), "copy": rid(rel, base + len(extra)),
-                                                "jaccard": round(j, 4)})
+        plant_near(zh_out[idx]["text"], "zh", (0.02, 0.015, 0.01, 0.005), rid(rel, idx + 1), extra, base, rel)
     for idx in plants[80:95]:                                      # URL duplicates
         extra.append({"text": zh_out[idx]["text"] + "\n\n（转载）", "url": zh_out[idx]["url"] + "?utm_source=feed#top",
                       "source": "web_zh"})
@@ -173,16 +176,7 @@ def build_demo_corpus(out_dir: str, seed: int = 0, code_files: int = 120) -> dic
         extra.append({"text": en_out[idx]["text"].upper(), "url": "", "source": "web_en"})
         manifest["exact_duplicates"].append({"original": rid(rel, idx + 1), "copy": rid(rel, base + len(extra))})
     for idx in plants[20:50]:
-        orig = en_out[idx]["text"]
-        for rate in (0.02, 0.015, 0.01):
-            cand = _perturb(orig, "en", rng, rate)
-            j = jaccard(orig, cand, "en")
-            if j >= 0.8:
-                break
-        if j >= 0.8 and cand != orig:
-            extra.append({"text": cand, "url": "", "source": "web_en"})
-            manifest["near_duplicates"].append({"original": rid(rel, idx + 1), "copy": rid(rel, base + len(extra)),
-                                                "jaccard": round(j, 4)})
+        plant_near(en_out[idx]["text"], "en", (0.02, 0.015, 0.01), rid(rel, idx + 1), extra, base, rel)
     for idx in plants[50:60]:
         extra.append({"text": en_out[idx]["text"] + "\n\n(reposted)",
                       "url": en_out[idx]["url"].replace("http://www.", "https://") + "?utm_campaign=x",
