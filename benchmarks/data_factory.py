@@ -88,9 +88,8 @@ def per_step(corpus_dir: Path, lm_dir: Path) -> dict:
 
 
 def datatrove_ratio() -> dict:
-    try:
-        import datatrove  # noqa: F401
-    except ImportError:
+    import importlib.util
+    if importlib.util.find_spec("datatrove") is None:
         return {"datatrove": "not installed (pip install datatrove to compare MinHash dedup in the same run)"}
     return {"datatrove": "installed, comparison not implemented yet"}
 
@@ -103,18 +102,13 @@ def main() -> None:
     a = ap.parse_args()
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     from ziya_jax.config import load_config
-    from ziya_jax.data.demo_corpus import build_demo_corpus, reference_corpora
-    from ziya_jax.data.lm_train import train_language_model
+    from ziya_jax.data.demo_corpus import build_demo_corpus, train_demo_models
     from ziya_jax.data.pipeline import run
-    from ziya_jax.data.preprocess import Preprocessor, clean_characters
 
     work = Path(a.workdir)
     shutil.rmtree(work, ignore_errors=True)
     build_demo_corpus(str(work / "demo"))
-    pre = Preprocessor()
-    for lang, corpus in reference_corpora().items():
-        clean = (lambda line: pre.t2s.convert(clean_characters(line))) if lang == "zh" else clean_characters
-        train_language_model(corpus, lang, str(work / "lm"), preprocess=clean)
+    train_demo_models(str(work / "lm"))
     raw_bytes = generate_corpus(work / "demo", work / "corpus", a.mb)
     steps = per_step(work / "corpus", work / "lm")
     cfg = load_config("configs/data/ziya2.py", [f"--config.score.model_dir={work / 'lm'}"])

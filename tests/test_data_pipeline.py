@@ -6,11 +6,10 @@ from pathlib import Path
 import pytest
 
 from ziya_jax.config import load_config
-from ziya_jax.data.demo_corpus import build_demo_corpus, jaccard, reference_corpora
-from ziya_jax.data.lm_train import train_language_model
+from ziya_jax.data.demo_corpus import build_demo_corpus, jaccard, train_demo_models
 from ziya_jax.data.offline import ensure_offline_data
 from ziya_jax.data.pipeline import PipelineError, run
-from ziya_jax.data.preprocess import Preprocessor, clean_characters
+from ziya_jax.data.preprocess import clean_characters
 
 BEAM_ARGS = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
 
@@ -20,10 +19,7 @@ def factory_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("factory")
     manifest = build_demo_corpus(str(root / "corpus"), seed=0)
     lm_dir = root / "lm"
-    pre = Preprocessor()
-    for lang, corpus in reference_corpora().items():
-        clean = (lambda line: pre.t2s.convert(clean_characters(line))) if lang == "zh" else clean_characters
-        train_language_model(corpus, lang, str(lm_dir), order=5, vocab_size=8000, preprocess=clean)
+    train_demo_models(str(lm_dir))
     cfg = load_config("configs/data/ziya2.py", [f"--config.score.model_dir={lm_dir}"])
     out = root / "out"
     stats = run(str(root / "corpus" / "raw" / "**" / "*"), str(out), cfg, BEAM_ARGS)

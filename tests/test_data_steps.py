@@ -1,9 +1,7 @@
 """Data factory steps on real packaged text (fortunes-zh, fortunes, KJV, Botchan, stdlib)."""
 import gzip
-import json
 import random
 
-import numpy as np
 import pytest
 
 from ziya_jax.data import dedup as dd
@@ -167,4 +165,3 @@ def test_example_encoding_matches_protobuf():
     assert ex.features.feature["text"].bytes_list.value[0].decode() == "中文 text"
     assert ex.features.feature["ppl"].float_list.value[0] == 12.5
     assert ex.features.feature["n"].int64_list.value[0] == 3
-    _ = np, json

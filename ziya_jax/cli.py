@@ -144,12 +144,9 @@ def _data(p):
             for r in RuleFilter().describe():
                 print(f"{r['name']:32s} {r['level']:9s} {','.join(r['langs']):12s} {r['description']}")
         elif action == "train-lm":
-            from ziya_jax.data.lm_train import train_language_model
-            from ziya_jax.data.preprocess import Preprocessor, clean_characters
-            pre = Preprocessor()
-            clean = (lambda line: pre.t2s.convert(clean_characters(line))) if a.lang == "zh" else clean_characters
+            from ziya_jax.data.lm_train import reference_cleaner, train_language_model
             print(json.dumps(train_language_model(a.corpus, a.lang, a.out, a.order, a.vocab_size, a.kenlm_bin,
-                                                  preprocess=clean)))
+                                                  preprocess=reference_cleaner(a.lang))))
         elif action == "import-sheet":
             from ziya_jax.data.evaluate import import_sheet
             result = import_sheet(a.dir, a.sheet)

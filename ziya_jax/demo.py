@@ -32,17 +32,12 @@ def _tiny_hf_model(seed: int):
 def run_data_factory(out: Path) -> dict:
     """Data factory on the demo corpus: scoring models (real lmplz) -> Beam pipeline -> report."""
     from ziya_jax.config import load_config
-    from ziya_jax.data.demo_corpus import build_demo_corpus, reference_corpora
-    from ziya_jax.data.lm_train import train_language_model
+    from ziya_jax.data.demo_corpus import build_demo_corpus, train_demo_models
     from ziya_jax.data.pipeline import run
-    from ziya_jax.data.preprocess import Preprocessor, clean_characters
     from ziya_jax.data.report import write_report
 
     build_demo_corpus(str(out / "corpus"))
-    pre = Preprocessor()
-    for lang, corpus in reference_corpora().items():
-        clean = (lambda line: pre.t2s.convert(clean_characters(line))) if lang == "zh" else clean_characters
-        train_language_model(corpus, lang, str(out / "lm"), preprocess=clean)
+    train_demo_models(str(out / "lm"))
     cfg = load_config("configs/data/ziya2.py", [f"--config.score.model_dir={out / 'lm'}"])
     stats = run(str(out / "corpus" / "raw" / "**" / "*"), str(out / "curated"), cfg, overwrite=True)
     report = write_report(str(out / "curated"))

@@ -12,7 +12,6 @@ where, so tests can check each step's effect.
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 from pathlib import Path
@@ -25,6 +24,16 @@ ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
 def _fortune_records(path: Path) -> list[str]:
     text = ANSI_RE.sub("", path.read_text(encoding="utf-8", errors="replace"))
     return [r.strip() for r in text.split("\n%\n") if r.strip()]
+
+
+def _group_records(records: list[str], rng: random.Random, lo: int, hi: int) -> list[str]:
+    """Consecutive runs of lo..hi records joined as paragraphs of one document."""
+    docs, i = [], 0
+    while i < len(records):
+        k = rng.randint(lo, hi)
+        docs.append("\n\n".join(records[i:i + k]))
+        i += k
+    return docs
 
 
 def shingles(text: str, lang: str, n: int = 5) -> set:
@@ -67,12 +76,7 @@ def build_demo_corpus(out_dir: str, seed: int = 0, code_files: int = 120) -> dic
 
     zh_recs = _fortune_records(fort / "chinese")
     rng.shuffle(zh_recs)   # mix authors/topics, as a web page would not repeat one attribution line
-    zh_docs = []
-    i = 0
-    while i < len(zh_recs):
-        k = rng.randint(3, 6)
-        zh_docs.append("\n\n".join(zh_recs[i:i + k]))
-        i += k
+    zh_docs = _group_records(zh_recs, rng, 3, 6)
     poems = _fortune_records(fort / "tang300") + _fortune_records(fort / "song100")
     en_recs = []
     for name in ("computers", "science", "wisdom", "literature", "people", "politics", "education", "fortunes",
@@ -80,12 +84,7 @@ def build_demo_corpus(out_dir: str, seed: int = 0, code_files: int = 120) -> dic
         if (fort / name).exists():
             en_recs += _fortune_records(fort / name)
     rng.shuffle(en_recs)
-    en_docs = []
-    i = 0
-    while i < len(en_recs):
-        k = rng.randint(4, 9)
-        en_docs.append("\n\n".join(en_recs[i:i + k]))
-        i += k
+    en_docs = _group_records(en_recs, rng, 4, 9)
     kjv_chapters = [c.strip() for c in re.split(r"\n(?=[1-3]?\s?[A-Z][a-z]+(?: [A-Z][a-z]+)* \d+\n)",
                                                  src["kjv"].read_text(encoding="utf-8")) if c.strip()]
     botchan = src["botchan"].read_text(encoding="utf-8").split("\n")
@@ -247,15 +246,16 @@ def build_demo_corpus(out_dir: str, seed: int = 0, code_files: int = 120) -> dic
     return manifest
 
 
+def train_demo_models(lm_dir: str) -> None:
+    """The demo's zh and en scoring models, trained with `lmplz` on `reference_corpora()`."""
+    from ziya_jax.data.lm_train import reference_cleaner, train_language_model
+    for lang, corpus in reference_corpora().items():
+        train_language_model(corpus, lang, lm_dir, preprocess=reference_cleaner(lang))
+
+
 def reference_corpora() -> dict[str, str]:
     """Reference text for the demo's scoring models (kept apart from the scored documents where possible)."""
     src = ensure_offline_data()
     return {"zh": f"{src['fortunes']}/tang300,{src['fortunes']}/song100,{src['fortunes']}/chinese",
             "en": f"{src['botchan']},{src['fortunes']}/cookie,{src['fortunes']}/literature"}
-
-
-if __name__ == "__main__":
-    import sys
-    m = build_demo_corpus(sys.argv[1] if len(sys.argv) > 1 else "demo_out/corpus")
-    print(json.dumps({k: len(v) if isinstance(v, (list, dict)) else v for k, v in m.items()}))
 

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import csv
 import glob
+import io
 import json
 import math
-import os
 import re
 import statistics
 from collections import Counter
 from pathlib import Path
 
-from ziya_jax.data.filters import HTML_TAG_RE, WORDLIST_DIR, TermMatcher, find_privacy, load_wordlist
-from ziya_jax.data.preprocess import HAN_RE
+from ziya_jax.data.filters import HTML_TAG_RE, TermMatcher, find_privacy, load_wordlist
+from ziya_jax.data.io import atomic_write_text
 
 SHEET_FIELDS = ("id", "source", "lang", "quality", "text", "coherence", "readability", "toxic", "notes")
 HUMAN_METRICS = ("coherence", "readability", "toxic")
@@ -103,15 +103,14 @@ def automatic_metrics(docs: list[dict], max_rate_per_1000: float = 1.0) -> dict:
 
 
 def export_sheet(docs: list[dict], path: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=SHEET_FIELDS)
-        w.writeheader()
-        for d in docs:
-            w.writerow({"id": d["id"], "source": d.get("source", ""), "lang": d.get("lang", ""),
-                        "quality": d.get("quality", ""), "text": d["text"], "coherence": "", "readability": "",
-                        "toxic": "", "notes": ""})
-    os.replace(tmp, path)
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=SHEET_FIELDS)
+    w.writeheader()
+    for d in docs:
+        w.writerow({"id": d["id"], "source": d.get("source", ""), "lang": d.get("lang", ""),
+                    "quality": d.get("quality", ""), "text": d["text"], "coherence": "", "readability": "",
+                    "toxic": "", "notes": ""})
+    atomic_write_text(path, buf.getvalue())
 
 
 def read_sheet(path: str) -> dict:
@@ -183,10 +182,4 @@ def import_sheet(out_dir: str, sheet: str, max_rate_per_1000: float | None = Non
 
 
 def _write(path: Path, obj) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False))
-    os.replace(tmp, path)
-
-
-__all__ = ["automatic_metrics", "export_sheet", "read_sheet", "gate", "evaluate_output", "import_sheet",
-           "WORDLIST_DIR"]
+    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False))

@@ -12,7 +12,6 @@ word-level rules do not apply (no spaces between words).
 from __future__ import annotations
 
 import re
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable

@@ -199,5 +199,13 @@ EXAMPLE_FIELDS = {"id": str, "text": str, "url": str, "source": str, "lang": str
                   "ppl": float, "quality": str}
 
 
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write UTF-8 text through a temporary sibling renamed into place (never half-written)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def doc_to_example(doc: Doc) -> bytes:
     return encode_example({k: t(doc.get(k, t())) for k, t in EXAMPLE_FIELDS.items()})

@@ -35,6 +35,15 @@ def find_kenlm_bin(explicit: str | None = None) -> Path:
                        "kenlm sdist into .cache/kenlm/bin) or pass --kenlm-bin DIR")
 
 
+def reference_cleaner(lang: str):
+    """The preprocessing a reference line gets before training, matching what scored text gets."""
+    from ziya_jax.data.preprocess import Preprocessor, clean_characters
+    if lang != "zh":
+        return clean_characters
+    t2s = Preprocessor().t2s
+    return lambda line: t2s.convert(clean_characters(line))
+
+
 def reference_lines(pattern: str) -> list[str]:
     lines = []
     for path in expand_inputs(pattern):

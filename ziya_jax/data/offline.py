@@ -18,6 +18,8 @@ import sys
 import tarfile
 from pathlib import Path
 
+from ziya_jax.data.io import atomic_write_text
+
 DEBIAN_PACKAGES = ("fortunes-zh", "fortunes", "fortunes-min", "bible-kjv-text", "bible-kjv")
 PYPI_SDISTS = {"sentencepiece": "0.2.3", "kenlm": "0.3.0"}
 
@@ -84,20 +86,14 @@ def ensure_offline_data(root: Path | None = None) -> dict[str, Path]:
         res = _run([str(pkgroot / "usr/bin/bible"), "-p", str(pkgroot / "usr/lib"), "gen1:1-rev22:21"])
         if res.returncode != 0 or len(res.stdout) < 1_000_000:
             raise OfflineDataError(f"decoding the King James Bible failed: {res.stderr.strip()[:200]}")
-        _atomic_write(paths["kjv"], res.stdout)
+        atomic_write_text(paths["kjv"], res.stdout)
     sdist = _pip_sdist("sentencepiece", PYPI_SDISTS["sentencepiece"], root / "src")
     if not paths["botchan"].exists():
         with tarfile.open(sdist) as tar:
             member = tar.extractfile(f"sentencepiece-{PYPI_SDISTS['sentencepiece']}/test/botchan.txt")
-            _atomic_write(paths["botchan"], member.read().decode("utf-8"))
+            atomic_write_text(paths["botchan"], member.read().decode("utf-8"))
     _pip_sdist("kenlm", PYPI_SDISTS["kenlm"], root / "src")
     return paths
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from ziya_jax.data import dedup as dd
 from ziya_jax.data.filters import FilterConfig, RuleFilter
-from ziya_jax.data.io import READ_STEP, common_root, doc_to_example, expand_inputs, read_file
+from ziya_jax.data.io import atomic_write_text, common_root, doc_to_example, expand_inputs, read_file
 from ziya_jax.data.preprocess import PreprocessConfig, Preprocessor
 from ziya_jax.data.records import drop
 from ziya_jax.data.scoring import STEP as SCORE_STEP
@@ -159,8 +159,7 @@ def dedup_by_key(docs, name: str, key_fn, reason: str, cfg: dd.DedupConfig):
     if cfg.key_method == "bloom":
         buckets = cfg.bloom_buckets
         res = (with_key
-               | f"{name}/bucket" >> beam.Map(lambda kv: (int(kv[0][:8], 16) % buckets if _is_hex(kv[0])
-                                                          else _bucket_of(kv[0], buckets), kv))
+               | f"{name}/bucket" >> beam.Map(lambda kv: (_bucket_of(kv[0], buckets), kv))
                | f"{name}/group" >> beam.GroupByKey()
                | f"{name}/bloom" >> beam.FlatMap(bloom_bucket, name, reason, cfg.bloom_error_rate)
                .with_outputs(REJECTED, main="docs"))
@@ -172,10 +171,6 @@ def dedup_by_key(docs, name: str, key_fn, reason: str, cfg: dd.DedupConfig):
     passed = without | f"{name}/unkeyed" >> beam.Values()
     kept = (res.docs, passed) | f"{name}/merge" >> beam.Flatten()
     return kept, res[REJECTED]
-
-
-def _is_hex(s: str) -> bool:
-    return len(s) >= 8 and all(c in "0123456789abcdef" for c in s[:8])
 
 
 def _bucket_of(key: str, n: int) -> int:
@@ -257,10 +252,7 @@ def assemble_stats(entries: list) -> dict:
 
 
 def write_json(obj, path: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh, indent=2, ensure_ascii=False, sort_keys=False)
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False))
 
 
 # ----- the graph -----

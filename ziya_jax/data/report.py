@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import glob
 import json
-import os
 from collections import defaultdict
 from pathlib import Path
+
+from ziya_jax.data.io import atomic_write_text
 
 
 def _load_rejected_examples(out: Path, per_reason: int = 2) -> dict:
@@ -135,7 +136,5 @@ def write_report(out_dir: str) -> str:
             lines.append(f"- `{r['id']}`{extra} {r.get('detail', '')}: {snippet}")
         lines.append("")
     path = out / "report.md"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, "\n".join(lines) + "\n")
     return str(path)

@@ -8,7 +8,6 @@ counting one </s> per line. Buckets are assigned afterwards from percentiles of 
 """
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -106,6 +105,3 @@ def percentile_cutoffs(values: list[float], fractions: tuple[float, float]) -> t
         return finite[k]
     return at(fractions[0]), at(fractions[1])
 
-
-def write_cutoffs(path: str, cutoffs: dict) -> None:
-    Path(path).write_text(json.dumps(cutoffs, indent=2, sort_keys=True))
