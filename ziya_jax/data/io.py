@@ -209,3 +209,102 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def doc_to_example(doc: Doc) -> bytes:
     return encode_example({k: t(doc.get(k, t())) for k, t in EXAMPLE_FIELDS.items()})
+
+
+# --- reading TFRecord shards back (the factory's curated output) -------------------------------
+
+def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, pos
+        shift += 7
+
+
+def _fields(buf: bytes) -> Iterator[tuple[int, int, object]]:
+    """(field number, wire type, value) of a protobuf message; length-delimited values are bytes."""
+    pos = 0
+    while pos < len(buf):
+        key, pos = _read_varint(buf, pos)
+        num, wire = key >> 3, key & 7
+        if wire == 2:
+            n, pos = _read_varint(buf, pos)
+            yield num, wire, buf[pos:pos + n]
+            pos += n
+        elif wire == 0:
+            v, pos = _read_varint(buf, pos)
+            yield num, wire, v
+        elif wire == 5:
+            yield num, wire, buf[pos:pos + 4]
+            pos += 4
+        elif wire == 1:
+            yield num, wire, buf[pos:pos + 8]
+            pos += 8
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire}")
+
+
+def _decode_feature(buf: bytes):
+    values = []
+    for kind, _, payload in _fields(buf):
+        for _, wire, v in _fields(payload):
+            if kind == 1:
+                values.append(bytes(v))
+            elif kind == 2:
+                values.extend(struct.unpack(f"<{len(v) // 4}f", v) if wire == 2 else struct.unpack("<f", v))
+            elif kind == 3:
+                if wire == 2:
+                    p = 0
+                    while p < len(v):
+                        x, p = _read_varint(v, p)
+                        values.append(x - (1 << 64) if x >= 1 << 63 else x)
+                else:
+                    values.append(v - (1 << 64) if v >= 1 << 63 else v)
+    return values
+
+
+def decode_example(record: bytes) -> dict:
+    """A `tf.train.Example` as {name: list of values} (bytes, float or int), without TensorFlow."""
+    out = {}
+    for _, _, features in _fields(record):
+        for _, _, entry in _fields(features):
+            name, value = "", b""
+            for num, _, v in _fields(entry):
+                if num == 1:
+                    name = bytes(v).decode("utf-8")
+                elif num == 2:
+                    value = v
+            out[name] = _decode_feature(value)
+    return out
+
+
+def read_tfrecord(path: str) -> Iterator[bytes]:
+    """Records of an uncompressed TFRecord file; a truncated file raises a one-line error."""
+    with open(path, "rb") as fh:
+        index = 0
+        while True:
+            head = fh.read(12)
+            if not head:
+                return
+            if len(head) < 12:
+                raise InputError(f"{path}: truncated TFRecord header at record {index}; re-run the step that wrote it")
+            (length,) = struct.unpack("<Q", head[:8])
+            data = fh.read(length + 4)
+            if len(data) < length + 4:
+                raise InputError(f"{path}: truncated TFRecord record {index}; re-run the step that wrote it")
+            yield data[:length]
+            index += 1
+
+
+def read_curated(path: str) -> Iterator[Doc]:
+    """Documents of one curated shard (TFRecord of tf.train.Example) with the factory's fields."""
+    for record in read_tfrecord(path):
+        ex = decode_example(record)
+        doc = {}
+        for k, t in EXAMPLE_FIELDS.items():
+            v = ex.get(k, [])
+            doc[k] = (v[0].decode("utf-8") if t is str else float(v[0])) if v else t()
+        yield doc
