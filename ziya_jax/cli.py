@@ -235,6 +235,42 @@ def _laws(p):
     p.set_defaults(run=run)
 
 
+@command("tokenizer", "extend a LLaMA SentencePiece model with Chinese characters; measure its efficiency")
+def _tokenizer(p):
+    sub = p.add_subparsers(dest="tokenizer_command", metavar="ACTION", required=True)
+    e = sub.add_parser("extend", help="add frequent Chinese characters and <human>/<bot> to a base model")
+    e.add_argument("--base", required=True, help="base tokenizer.model (LLaMA2 layout)")
+    src = e.add_mutually_exclusive_group(required=True)
+    src.add_argument("--corpus", help="glob(s): curated TFRecord shards, JSON Lines or text files")
+    src.add_argument("--chars", help="file with one Chinese character per line, most important first")
+    e.add_argument("--num-chars", type=int, default=7400)
+    e.add_argument("--out", required=True)
+    e.add_argument("--no-special-tokens", action="store_true", help="do not add <human> and <bot>")
+    r = sub.add_parser("report", help="tokens per Chinese character / English word, before and after (JSON)")
+    r.add_argument("--base", required=True)
+    r.add_argument("--new", required=True)
+    r.add_argument("--corpus", required=True)
+    r.add_argument("--out", default=None, help="also write the JSON here")
+
+    def run(a, overrides):
+        from ziya_jax.data.io import atomic_write_text, iter_corpus_texts
+        if a.tokenizer_command == "extend":
+            from ziya_jax.tokenizer.extend import SPECIAL_TOKENS, chars_from_corpus, extend_model, read_char_list
+            if a.corpus:
+                chars, counts = chars_from_corpus(a.base, iter_corpus_texts(a.corpus), a.num_chars)
+            else:
+                chars = read_char_list(a.chars)
+            ext = extend_model(a.base, a.out, chars, () if a.no_special_tokens else SPECIAL_TOKENS, a.num_chars)
+            print(json.dumps(ext.summary() | {"out": a.out}, ensure_ascii=False))
+        else:
+            from ziya_jax.tokenizer.efficiency import efficiency_report
+            report = efficiency_report(a.base, a.new, iter_corpus_texts(a.corpus))
+            if a.out:
+                atomic_write_text(a.out, json.dumps(report, indent=2))
+            print(json.dumps(report))
+    p.set_defaults(run=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ziya_jax", description="Ziya2 in JAX: model, conversion, "
                                      "and (as they land) data factory, tokenizer, training and evaluation.")

@@ -61,10 +61,11 @@ def run_cli(main: Callable[[], int]) -> None:
     from tools.convert.safetensors_io import CheckpointFormatError
     from ziya_jax.model.config import ConfigError
     from ziya_jax.params_io import CheckpointError
+    from ziya_jax.tokenizer.extend import TokenizerError
 
     quiet_absl()
     try:
         code = main()
-    except (CheckpointFormatError, ConfigError, CheckpointError, FileExistsError) as e:
+    except (CheckpointFormatError, ConfigError, CheckpointError, TokenizerError, FileExistsError) as e:
         fail(str(e))
     sys.exit(code)

@@ -308,3 +308,17 @@ def read_curated(path: str) -> Iterator[Doc]:
             v = ex.get(k, [])
             doc[k] = (v[0].decode("utf-8") if t is str else float(v[0])) if v else t()
         yield doc
+
+
+def iter_corpus_texts(pattern: str) -> Iterator[str]:
+    """Texts of curated TFRecord shards, JSON Lines or plain files (comma-separated globs), in file order."""
+    files = expand_inputs(pattern)
+    root = common_root(files)
+    for f in files:
+        if ".tfrecord" in os.path.basename(f):
+            for doc in read_curated(f):
+                yield doc["text"]
+        else:
+            for ok, doc in read_file(f, root):
+                if ok:
+                    yield doc["text"]

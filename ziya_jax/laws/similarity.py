@@ -22,27 +22,13 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from ziya_jax.data.io import InputError, common_root, expand_inputs, read_curated, read_file
+from ziya_jax.data.io import InputError, iter_corpus_texts
 from ziya_jax.laws.law import LawError
 
 TEXT_FIELDS = ("text", "question", "problem", "prompt", "query", "instruction", "input")
 CHOICE_FIELDS = ("A", "B", "C", "D", "E", "F")
 BENCHMARK_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".csv", ".txt")
 MAX_CHARS = 4000   # the embedder truncates at 256 word pieces anyway
-
-
-def corpus_texts(pattern: str) -> Iterator[str]:
-    """Texts of curated TFRecord shards, JSON Lines or plain files, in sorted file order."""
-    files = expand_inputs(pattern)
-    root = common_root(files)
-    for f in files:
-        if ".tfrecord" in os.path.basename(f):
-            for doc in read_curated(f):
-                yield doc["text"]
-        else:
-            for ok, doc in read_file(f, root):
-                if ok:
-                    yield doc["text"]
 
 
 def reservoir_sample(items: Iterable[str], k: int, seed: int = 0) -> list[str]:
@@ -170,7 +156,7 @@ class Embedder:
 def similarity(corpus: str, benchmarks: str, samples: int = 100_000, seed: int = 0, model_dir: str | None = None,
                max_test_items: int | None = None, progress: bool = False) -> dict:
     """SIM per benchmark: mean pairwise cosine between `samples` corpus documents and the test items."""
-    docs = reservoir_sample(corpus_texts(corpus), samples, seed)
+    docs = reservoir_sample(iter_corpus_texts(corpus), samples, seed)
     if not docs:
         raise LawError(f"{corpus}: no documents to sample")
     tests = benchmark_texts(benchmarks)
