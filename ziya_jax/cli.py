@@ -271,6 +271,63 @@ def _tokenizer(p):
     p.set_defaults(run=run)
 
 
+@command("tasks", "training stages: prepare TFDS sources, build packed caches, inspect a stage's batches")
+def _tasks(p):
+    sub = p.add_subparsers(dest="tasks_command", metavar="ACTION", required=True)
+    pr = sub.add_parser("prepare", help="prepare the TFDS sources offline from local directories")
+    pr.add_argument("--curated", help="a `data run` output directory (stage 1)")
+    pr.add_argument("--supervised", help="directory of stage-2 JSON Lines (task, lang, question, answer[, choices])")
+    pr.add_argument("--metamath", help="directory of MetaMathQA JSON / JSON Lines (query, response)")
+    pr.add_argument("--overwrite", action="store_true")
+    c = sub.add_parser("cache", help="tokenize, shuffle and pack a stage's sources into random-access caches")
+    c.add_argument("--stage", type=int, choices=(1, 2, 3), required=True)
+    c.add_argument("--overwrite", action="store_true")
+    c.add_argument("--use-seqio-cache", action="store_true", help="read tasks cached by seqio_cache_tasks")
+    i = sub.add_parser("inspect", help="show a stage's batches at some steps and the measured token shares")
+    i.add_argument("--stage", type=int, choices=(1, 2, 3), required=True)
+    i.add_argument("--global-batch", type=int, default=8)
+    i.add_argument("--steps", default="0", help="comma-separated steps to show")
+    i.add_argument("--share-steps", type=int, default=50, help="steps over which token shares are measured")
+    for q in (pr, c, i):
+        q.add_argument("--config", default="configs/data/stages.py")
+
+    def run(a, overrides):
+        from ziya_jax.config import load_config
+        from ziya_jax.stages.build import register_tasks, setting
+        cfg = load_config(a.config, overrides)
+        if a.tasks_command == "prepare":
+            from ziya_jax.stages.tfds_builders import prepare
+            jobs = [("curated", a.curated, g) for g in ("zh", "en", "code")] if a.curated else []
+            jobs += [("supervised", a.supervised, None)] if a.supervised else []
+            jobs += [("metamath", a.metamath, None)] if a.metamath else []
+            if not jobs:
+                raise ValueError("nothing to prepare: give --curated, --supervised and/or --metamath")
+            for kind, src, conf in jobs:
+                print(f"prepared {prepare(kind, src, setting(cfg, 'tfds_data_dir'), conf, a.overwrite)} from {src}")
+        elif a.tasks_command == "cache":
+            from tasks.ziya2 import stage_token_rates
+            from ziya_jax.stages.build import build_task_cache
+            for task, rate in stage_token_rates(a.stage, cfg).items():
+                if rate > 0:
+                    meta = build_task_cache(task, cfg, a.overwrite, a.use_seqio_cache)
+                    print(json.dumps({k: meta[k] for k in ("task", "rows", "length", "nonpad_tokens", "tokens_per_row",
+                                                            "truncated_examples")}))
+        else:
+            from ziya_jax.stages.build import stage_mixture, token_shares
+            vocab = register_tasks(cfg)
+            mix = stage_mixture(a.stage, cfg, a.global_batch)
+            for step in [int(s) for s in a.steps.split(",")]:
+                b = mix.host_batch(step)
+                print(f"step {step}: " + ", ".join(f"{k} {v.shape}" for k, v in b.items()))
+                for row in range(min(2, a.global_batch)):
+                    ids = b["input_tokens"][row][b["segment_ids"][row] > 0][:60].tolist()
+                    print(f"  [{mix.sources[b['source'][row]].name}] {vocab.decode(ids)!r}")
+            rates = dict(zip([s.name for s in mix.sources], mix.row_rates.tolist()))
+            print(json.dumps({"configured_token_rates": {s.name: s.token_rate for s in mix.sources},
+                              "row_rates": rates, "measured_token_shares": token_shares(mix, range(a.share_steps))}))
+    p.set_defaults(run=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ziya_jax", description="Ziya2 in JAX: model, conversion, "
                                      "and (as they land) data factory, tokenizer, training and evaluation.")
