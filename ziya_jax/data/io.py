@@ -14,7 +14,7 @@ import json
 import os
 import struct
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from ziya_jax.data.records import Doc, drop, make_doc
 
@@ -322,3 +322,20 @@ def iter_corpus_texts(pattern: str) -> Iterator[str]:
             for ok, doc in read_file(f, root):
                 if ok:
                     yield doc["text"]
+
+
+def _masked_crc(data: bytes) -> bytes:
+    import google_crc32c
+    crc = google_crc32c.value(data)
+    return struct.pack("<I", (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF)
+
+
+def write_tfrecord(path: str | Path, records: Iterable[bytes]) -> None:
+    """Write records as a TFRecord file (with TensorFlow's masked CRC-32C), atomically."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        for rec in records:
+            head = struct.pack("<Q", len(rec))
+            fh.write(head + _masked_crc(head) + rec + _masked_crc(rec))
+    os.replace(tmp, path)

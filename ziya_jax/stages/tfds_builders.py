@@ -72,7 +72,7 @@ class Ziya2Curated(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, directory):
         group = self.builder_config.name
-        for path in _files(directory, ("data/*.tfrecord*",), "curated TFRecord"):
+        for path in _files(directory, *SOURCE_FILES["curated"]):
             for doc in read_curated(path):
                 if not doc.get("text"):
                     raise SourceError(f"{path}: record {doc.get('id')!r} has no text; re-run the data factory")
@@ -95,7 +95,7 @@ class Ziya2Supervised(tfds.core.GeneratorBasedBuilder):
         return {"train": self._generate_examples(str(dl_manager.manual_dir))}
 
     def _generate_examples(self, directory):
-        for path in _files(directory, ("**/*.jsonl", "**/*.jsonl.gz"), "supervised JSON Lines"):
+        for path in _files(directory, *SOURCE_FILES["supervised"]):
             for where, rec in _json_records(path):
                 try:
                     text = render_supervised(rec, where)
@@ -117,7 +117,7 @@ class Ziya2Metamath(tfds.core.GeneratorBasedBuilder):
         return {"train": self._generate_examples(str(dl_manager.manual_dir))}
 
     def _generate_examples(self, directory):
-        for path in _files(directory, ("**/*.json", "**/*.jsonl", "**/*.jsonl.gz"), "MetaMath JSON"):
+        for path in _files(directory, *SOURCE_FILES["metamath"]):
             for where, rec in _json_records(path):
                 try:
                     text = render_metamath(rec, where)
@@ -127,12 +127,16 @@ class Ziya2Metamath(tfds.core.GeneratorBasedBuilder):
 
 
 BUILDERS = {"curated": Ziya2Curated, "supervised": Ziya2Supervised, "metamath": Ziya2Metamath}
+SOURCE_FILES = {"curated": (("data/*.tfrecord*",), "curated TFRecord"),
+                "supervised": (("**/*.jsonl", "**/*.jsonl.gz"), "supervised JSON Lines"),
+                "metamath": (("**/*.json", "**/*.jsonl", "**/*.jsonl.gz"), "MetaMath JSON")}
 
 
 def prepare(kind: str, manual_dir: str, data_dir: str, config: str | None = None, overwrite: bool = False) -> str:
     """Prepare one builder (offline) into `data_dir`; returns its TFDS name with version."""
     if not Path(manual_dir).is_dir():
         raise SourceError(f"{manual_dir}: no such directory for the {kind} source")
+    _files(manual_dir, *SOURCE_FILES[kind])          # a clear error before TFDS starts
     cls = BUILDERS[kind]
     builder = cls(config=config, data_dir=data_dir) if config else cls(data_dir=data_dir)
     if overwrite and Path(builder.data_dir).exists():
