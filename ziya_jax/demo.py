@@ -14,8 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-SKIPPED = ("tokenizer extension + SeqIO stages (issue 6)",
-           "three-stage training (issue 4)", "benchmark evaluation (issue 7)")
+SKIPPED = ("three-stage training (issue 4)", "benchmark evaluation (issue 7)")
 
 
 def _tiny_hf_model(seed: int):
@@ -43,6 +42,37 @@ def run_data_factory(out: Path) -> dict:
     report = write_report(str(out / "curated"))
     return {"input_records": stats["input_records"], "output_records": stats["output_records"],
             "seconds": stats["seconds"], "report": report}
+
+
+def run_tokenizer_and_stage1(out: Path) -> dict:
+    """Extend the LLaMA-layout tokenizer on the curated corpus, prepare the TFDS source, pack stage 1."""
+    from ziya_jax.config import load_config
+    from ziya_jax.data.io import iter_corpus_texts
+    from ziya_jax.data.offline import ensure_offline_data
+    from ziya_jax.stages.build import build_task_cache, stage_mixture, token_shares
+    from ziya_jax.stages.tfds_builders import prepare
+    from ziya_jax.tokenizer.efficiency import efficiency_report
+    from ziya_jax.tokenizer.extend import SPECIAL_TOKENS, chars_from_corpus, extend_model
+
+    base = str(ensure_offline_data()["llama_tokenizer"])
+    curated = str(out / "curated" / "data" / "*.tfrecord")
+    chars, _ = chars_from_corpus(base, iter_corpus_texts(curated), 7400)
+    new = str(out / "tokenizer" / "ziya2_demo.model")
+    ext = extend_model(base, new, chars, SPECIAL_TOKENS)
+    eff = efficiency_report(base, new, iter_corpus_texts(curated))
+    cfg = load_config("configs/data/stages.py", [f"--config.tfds_data_dir={out / 'tfds'}", f"--config.vocab={new}",
+                                                  f"--config.cache_dir={out / 'stage_cache'}",
+                                                  "--config.sequence_length=256"])
+    import shutil
+    shutil.rmtree(out / "tfds", ignore_errors=True)
+    for group in ("zh", "en", "code"):
+        prepare("curated", str(out / "curated"), cfg.tfds_data_dir, group)
+    rows = {t: build_task_cache(t, cfg, overwrite=True)["rows"]
+            for t in ("ziya2_stage1_zh", "ziya2_stage1_en", "ziya2_stage1_code")}
+    mix = stage_mixture(1, cfg, global_batch=8)
+    return {"tokenizer": new, "added_chars": len(ext.added_chars), "pieces": ext.size,
+            "zh_token_reduction": eff.get("zh_token_reduction"), "stage1_rows": rows,
+            "stage1_token_shares": token_shares(mix, range(20)), "cache": str(out / "stage_cache")}
 
 
 def run_demo(out: str | Path, seed: int = 0) -> int:
@@ -94,6 +124,12 @@ def run_demo(out: str | Path, seed: int = 0) -> int:
     report["data_factory"] = data
     print(f"[data] data factory: {data['input_records']} raw records -> {data['output_records']} curated in "
           f"{data['seconds']} s; report: {data['report']}")
+    stages = run_tokenizer_and_stage1(out)
+    report["tokenizer_and_stage1"] = stages
+    print(f"[tokenizer] {stages['added_chars']} Chinese characters + <human>/<bot> -> {stages['pieces']} pieces, "
+          f"{stages['zh_token_reduction']:.1%} fewer Chinese tokens: {stages['tokenizer']}")
+    print(f"[stage 1] packed 256-token rows {stages['stage1_rows']}; token shares over 20 steps "
+          f"{ {k: round(v, 3) for k, v in stages['stage1_token_shares'].items()} }: {stages['cache']}")
     for stage in SKIPPED:
         print(f"      skipped (not built yet): {stage}")
     report["seconds"] = round(time.time() - t0, 1)

@@ -12,6 +12,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     cfg.tfds_data_dir = ""          # prepared TFDS sources; "" = $ZIYA_TFDS_DIR
     cfg.vocab = ""                  # SentencePiece model; "" = $ZIYA_VOCAB
     cfg.cache_dir = ""              # packed caches; "" = $ZIYA_CACHE_DIR
+    cfg.seqio_cache_dir = ""        # output of seqio_cache_tasks, read by `tasks cache --use-seqio-cache`
     cfg.sequence_length = 4096
     cfg.seed = 0
     cfg.shuffle_buffer = 10_000     # documents shuffled before packing ("randomly spliced")

@@ -45,6 +45,11 @@ def build_task_cache(task: str, cfg, overwrite: bool = False, use_cached: bool =
     from tasks.ziya2 import TASKS
     vocab = register_tasks(cfg)
     length = int(cfg.sequence_length)
+    if use_cached:
+        if not cfg.seqio_cache_dir or not (Path(cfg.seqio_cache_dir) / task / "COMPLETED").is_file():
+            raise StageError(f"no finished seqio cache of {task} in --config.seqio_cache_dir={cfg.seqio_cache_dir!r}; "
+                             "run seqio_cache_tasks first (README: Training stages)")
+        seqio.add_global_cache_dirs([cfg.seqio_cache_dir])
     ds = seqio.get_mixture_or_task(task).get_dataset(
         sequence_length=None, split="train", shuffle=True, seed=int(cfg.seed), num_epochs=1,
         shuffle_buffer_size=int(cfg.shuffle_buffer), use_cached=use_cached)
