@@ -16,6 +16,7 @@ from pathlib import Path
 STEP = "score"
 DIGIT_RE = re.compile(r"\d")
 SPACE_RE = re.compile(r"\s+")
+INLINE_SPACE_RE = re.compile(r"[^\S\n]+")
 
 
 class ScoringError(ValueError):
@@ -24,6 +25,12 @@ class ScoringError(ValueError):
 
 def normalize_for_lm(line: str) -> str:
     return SPACE_RE.sub(" ", DIGIT_RE.sub("0", line.lower())).strip()
+
+
+def normalized_lines(text: str) -> list[str]:
+    """`normalize_for_lm` of every non-empty line, with one regex pass over the whole text."""
+    text = INLINE_SPACE_RE.sub(" ", DIGIT_RE.sub("0", text.lower()))
+    return [line for line in (x.strip() for x in text.split("\n")) if line]
 
 
 @dataclass(frozen=True)
@@ -72,12 +79,12 @@ class PerplexityScorer:
 
     def perplexity(self, text: str, lang: str) -> float:
         sp, lm = self._get(lang)
-        lines = [normalize_for_lm(line) for line in text.split("\n")]
-        lines = [line for line in lines if line]
+        lines = normalized_lines(text)
         if not lines:
             return math.inf
         log10_total, tokens = 0.0, 0
-        for pieces in sp.encode(lines, out_type=str):
+        # num_threads=0: one thread per worker (the default spawns a pool per call, ~3x slower here)
+        for pieces in sp.encode(lines, out_type=str, num_threads=0):
             log10_total += lm.score(" ".join(pieces), bos=True, eos=True)
             tokens += len(pieces) + 1
         return round(10.0 ** (-log10_total / tokens), 3)
