@@ -47,7 +47,8 @@ demo: $(STAMP) $(OFFLINE) $(KENLM)
 test: $(STAMP) $(OFFLINE) $(KENLM)
 	$(PY) -m pytest -q tests
 
-bench: $(STAMP)
+bench: $(STAMP) $(OFFLINE) $(KENLM)
+	$(PY) -m pip install --quiet -r benchmarks/requirements-bench.txt
 	$(PY) benchmarks/step.py
 	$(PY) benchmarks/convert.py
 	$(PY) benchmarks/data_factory.py
