@@ -1,0 +1,1 @@
+"""Training: AdamW schedule, sharded train state, the jitted train step, checkpoints and the loop."""
