@@ -328,6 +328,20 @@ def _tasks(p):
     p.set_defaults(run=run)
 
 
+@command("train", "continual pre-training over the three stages on a (data, fsdp, tensor) mesh")
+def _train(p):
+    p.add_argument("--config", default="configs/train/ziya2_stage1.py",
+                   help="train config[:model preset], e.g. configs/train/ziya2_stage1.py:tiny")
+    p.add_argument("--workdir", required=True, help="checkpoints, metrics.jsonl and TensorBoard logs")
+
+    def run(a, overrides):
+        from ziya_jax.config import load_config
+        from ziya_jax.train.loop import train
+        result = train(load_config(a.config, overrides), a.workdir, a.config)
+        print(json.dumps(result))
+    p.set_defaults(run=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ziya_jax", description="Ziya2 in JAX: model, conversion, "
                                      "and (as they land) data factory, tokenizer, training and evaluation.")
