@@ -342,6 +342,32 @@ def _train(p):
     p.set_defaults(run=run)
 
 
+@command("preflight", "compile the real train step for a TPU topology on this host and report memory per chip")
+def _preflight(p):
+    p.add_argument("--config", default="configs/train/ziya2_stage1.py:ziya2-13b")
+    p.add_argument("--topology", required=True, help="e.g. v5p:4x4x4 (v5p-128) or v4:4x4x4 (v4-128)")
+
+    def run(a, overrides):
+        from ziya_jax.config import load_config
+        from ziya_jax.train.preflight import preflight
+        result = preflight(load_config(a.config, overrides), a.topology, a.config)
+        print(json.dumps(result, indent=2))
+        return 0 if result["fits"] is not False else 3
+    p.set_defaults(run=run)
+
+
+@command("export", "write the params of a training run's newest checkpoint as a ziya-jax checkpoint")
+def _export(p):
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--out", required=True, help="ziya-jax checkpoint dir (convert to HF with tools.convert.orbax_to_hf)")
+    p.add_argument("--overwrite", action="store_true")
+
+    def run(a, overrides):
+        from ziya_jax.train.export import export_params
+        print(json.dumps(export_params(a.workdir, a.out, a.overwrite)))
+    p.set_defaults(run=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ziya_jax", description="Ziya2 in JAX: model, conversion, "
                                      "and (as they land) data factory, tokenizer, training and evaluation.")

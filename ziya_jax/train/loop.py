@@ -79,6 +79,9 @@ def train(cfg, workdir: str, config_source: str = "config") -> dict:
     ends = tuple(float(x) for x in cfg.schedule.stage_end_tokens)
     starts = _stage_start_steps(ends, tokens_per_step)
 
+    from ziya_jax.train.export import write_run_config
+    if jax.process_index() == 0:
+        write_run_config(workdir, cfg)
     manager = ckpt.make_manager(workdir, cfg.checkpoint)
     state = create_state(model, tx, mesh, jax.random.PRNGKey(int(cfg.train.seed)))
     state, restored_step = ckpt.restore_latest(manager, state)
