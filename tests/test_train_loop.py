@@ -137,3 +137,16 @@ def test_bad_configs_and_checkpoints(caches, tmp_path):
     assert res.returncode == 2 and res.stderr.startswith("error:") and "another model size" in res.stderr, res.stderr[-1500:]
     res = _run(_args(caches, tmp_path / "d", 2, f"--config.data.cache_dir={tmp_path / 'nothing'}"))
     assert res.returncode == 2 and "stage 1 needs ziya2_stage1_zh" in res.stderr
+
+
+def test_init_params_and_nonfinite_stop(caches, tmp_path):
+    env_args = ["--config", "configs/model.py:tiny"]
+    assert _run(["init", *env_args, "--out", str(tmp_path / "init")]).returncode == 0
+    res = _run(_args(caches, tmp_path / "w", 2, f"--config.train.init_params={tmp_path / 'init'}"))
+    assert res.returncode == 0 and f"initialised params from {tmp_path / 'init'}" in res.stdout, res.stderr[-1500:]
+    assert _run(["init", *env_args, "--config.model.hidden_size=128", "--out", str(tmp_path / "init128")]).returncode == 0
+    res = _run(_args(caches, tmp_path / "w2", 2, f"--config.train.init_params={tmp_path / 'init128'}"))
+    assert res.returncode == 2 and res.stderr.startswith("error:") and "init128" in res.stderr, res.stderr[-1500:]
+    res = _run(_args(caches, tmp_path / "w3", 20, "--config.optimizer.peak_lr=1e30", "--config.train.max_nonfinite_run=2"))
+    assert res.returncode == 2 and "2 consecutive non-finite losses/gradients" in res.stderr, res.stderr[-1500:]
+    assert (tmp_path / "w3" / "checkpoints").is_dir()
