@@ -28,3 +28,10 @@ def test_preflight_bad_input():
         preflight(load_config("configs/train/ziya2_stage1.py:tiny", TINY + ["--config.mesh.ici.fsdp=3"]), "v5p:2x2x1")
     with pytest.raises(PreflightError, match="cannot be split over data x fsdp = 4"):
         preflight(load_config("configs/train/ziya2_stage1.py:tiny", TINY + ["--config.batch.global_batch=6"]), "v5p:2x2x1")
+
+
+def test_hardware_presets_load():
+    for name, accum, ici, dcn in (("v5p_128", 2, -1, 1), ("v4_128", 5, -1, 1), ("a100_80g_10x8", 8, 8, 10)):
+        c = load_config(f"configs/hardware/{name}.py")
+        assert c.model.vocab_size == 39424 and c.batch.global_batch == 640 and c.batch.grad_accum == accum
+        assert c.mesh.ici.fsdp == ici and c.mesh.dcn.data == dcn and c.model.remat_policy == "full"

@@ -5,14 +5,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _base import train_config  # noqa: E402
+from _base import tpu_fsdp_slice  # noqa: E402
 
 
 def get_config(preset: str = "ziya2-13b"):
-    cfg = train_config(preset)
-    cfg.mesh.ici = {"data": 1, "fsdp": -1, "tensor": 1}
-    cfg.model.scan_layers = True
-    cfg.model.remat_policy = "full"
-    cfg.batch.global_batch = 640
-    cfg.batch.grad_accum = 2
-    return cfg
+    return tpu_fsdp_slice(preset, grad_accum=2)
