@@ -191,11 +191,14 @@ def _top_ngram_fraction(units: tuple[np.ndarray, np.ndarray], n: int) -> float:
     if len(h) < n + 1:
         return 0.0
     grams = _window_hashes(h, n)
-    values, first, counts = np.unique(grams, return_index=True, return_counts=True)
-    best = int(np.argmax(counts))
+    ordered = np.sort(grams)                      # a plain sort: no argsort as np.unique(return_index) needs
+    starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
+    counts = np.diff(np.append(starts, len(ordered)))
+    best = int(np.argmax(counts))                 # the first most frequent in sorted order, as np.unique
     if counts[best] < 2:
         return 0.0
-    gram_len = int(lengths[first[best]:first[best] + n].sum())
+    first = int(np.argmax(grams == ordered[starts[best]]))
+    gram_len = int(lengths[first:first + n].sum())
     return _ratio(int(counts[best]) * gram_len, int(lengths.sum()))
 
 
