@@ -7,6 +7,7 @@
   text/kjv.txt                           King James Bible, decoded with bible-kjv's `bible` tool
   text/botchan.txt                       Botchan (Project Gutenberg) from the sentencepiece sdist
   src/kenlm-0.3.0.tar.gz                 KenLM sources (lmplz, build_binary) for `make kenlm-tools`
+  eval/lm_eval/tasks/...                 lm-eval 0.4.13's few-shot exemplars and CMMLU/C-Eval subject prompts
   tokenizers/tokenizer.model.v1          mistral-common's 32,000-piece SentencePiece BPE model with the
                                          LLaMA layout (unk 0, <s> 1, </s> 2, bytes 3-258): the stand-in
                                          for the LLaMA2 tokenizer in the tokenizer-extension tests
@@ -26,6 +27,10 @@ from ziya_jax.data.io import atomic_write_text
 DEBIAN_PACKAGES = ("fortunes-zh", "fortunes", "fortunes-min", "bible-kjv-text", "bible-kjv")
 PYPI_SDISTS = {"sentencepiece": "0.2.3", "kenlm": "0.3.0"}
 LLAMA_LAYOUT_TOKENIZER = ("mistral-common", "1.13.1", "mistral_common/data/tokenizer.model.v1")
+# Few-shot material that lm-evaluation-harness ships as package data (read, never imported).
+LM_EVAL_WHEEL = ("lm-eval", "0.4.13")
+LM_EVAL_MEMBERS = ("lm_eval/tasks/gsm8k/gsm8k-cot.yaml", "lm_eval/tasks/minerva_math/utils.py",
+                   "lm_eval/tasks/cmmlu/*.yaml", "lm_eval/tasks/ceval/ceval-valid_*.yaml")
 
 
 class OfflineDataError(RuntimeError):
@@ -87,13 +92,47 @@ def _pip_wheel_member(name: str, version: str, member: str, target: Path, dest: 
     return target
 
 
+def _pip_wheel_members(name: str, version: str, patterns: tuple[str, ...], target_dir: Path, dest: Path) -> Path:
+    """Extract the wheel members matching `patterns` under `target_dir` (kept with their paths)."""
+    import fnmatch
+    import zipfile
+    stamp = target_dir / ".extracted"
+    if stamp.exists():
+        return target_dir
+    wheels = sorted(dest.glob(f"{name.replace('-', '_')}-{version}-*.whl"))
+    if not wheels:
+        res = _run([sys.executable, "-m", "pip", "download", f"{name}=={version}", "--no-deps", "--only-binary",
+                    ":all:", "-d", str(dest)])
+        wheels = sorted(dest.glob(f"{name.replace('-', '_')}-{version}-*.whl"))
+        if res.returncode != 0 or not wheels:
+            raise OfflineDataError(f"pip download {name}=={version} (wheel) failed; put the wheel in {dest}")
+    with zipfile.ZipFile(wheels[0]) as z:
+        for member in z.namelist():
+            if any(fnmatch.fnmatch(member, p) for p in patterns):
+                out = target_dir / member
+                out.parent.mkdir(parents=True, exist_ok=True)
+                tmp = out.with_name(out.name + ".tmp")
+                tmp.write_bytes(z.read(member))
+                os.replace(tmp, out)
+    stamp.write_text("ok\n")
+    return target_dir
+
+
+def ensure_eval_material(root: Path | None = None) -> Path:
+    """lm-eval's few-shot exemplars (GSM8K 8-shot CoT, Minerva MATH 4-shot, CMMLU/C-Eval subject prompts)."""
+    root = Path(root or cache_dir())
+    (root / "src").mkdir(parents=True, exist_ok=True)
+    return _pip_wheel_members(*LM_EVAL_WHEEL, LM_EVAL_MEMBERS, root / "eval", root / "src")
+
+
 def ensure_offline_data(root: Path | None = None) -> dict[str, Path]:
     """Fetch and unpack the packaged corpora if needed; return the paths of the text sources."""
     root = Path(root or cache_dir())
     paths = {"fortunes": root / "fortunes", "kjv": root / "text" / "kjv.txt",
              "botchan": root / "text" / "botchan.txt", "kenlm_sdist": root / "src" / "kenlm-0.3.0.tar.gz",
              "stdlib": Path(os.path.dirname(os.__file__)),
-             "llama_tokenizer": root / "tokenizers" / "tokenizer.model.v1"}
+             "llama_tokenizer": root / "tokenizers" / "tokenizer.model.v1",
+             "eval_material": ensure_eval_material(root)}
     if all(p.exists() for p in paths.values()) and (paths["fortunes"] / "chinese").exists():
         return paths
     for sub in ("debs", "pkgroot", "text", "src"):
