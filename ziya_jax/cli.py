@@ -368,6 +368,63 @@ def _export(p):
     p.set_defaults(run=run)
 
 
+@command("eval", "evaluate a checkpoint on MMLU, CMMLU, C-Eval, GSM8K, MATH and HumanEval (paper Table 3)")
+def _eval(p):
+    p.add_argument("--ckpt", required=True, help="ziya-jax checkpoint (converted or exported)")
+    p.add_argument("--tasks", default="mmlu,cmmlu,ceval,gsm8k,math,humaneval")
+    p.add_argument("--data-dir", required=True, help="TFDS data dir; official files go in "
+                   "DATA_DIR/downloads/manual/<benchmark>/")
+    p.add_argument("--out", required=True, help="report directory (report.md, report.json, samples/)")
+    p.add_argument("--limit", type=int, help="at most N questions per subject (MC) or per task")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--tokenizer", help="SentencePiece model (default CKPT/hf_files/tokenizer.model)")
+    p.add_argument("--dtype", help="compute dtype override, e.g. float32")
+    p.add_argument("--mesh", default="fsdp=-1", help="mesh axis sizes, e.g. data=2,fsdp=-1,tensor=1")
+    p.add_argument("--humaneval-workers", type=int, default=4)
+    p.add_argument("--unsafe-allow-unsandboxed", action="store_true",
+                   help="run HumanEval even where the sandbox lacks a layer (not recommended)")
+    p.add_argument("--overwrite", action="store_true")
+
+    def run(a, overrides):
+        from ziya_jax.evaluation.runner import evaluate
+        mesh = {}
+        for item in filter(None, a.mesh.split(",")):
+            k, _, v = item.partition("=")
+            if k not in ("data", "fsdp", "tensor") or not v.lstrip("-").isdigit():
+                raise ValueError(f"--mesh {a.mesh!r}: use data=N,fsdp=N,tensor=N (one may be -1)")
+            mesh[k] = int(v)
+        report = evaluate(a.ckpt, [t.strip() for t in a.tasks.split(",") if t.strip()], a.data_dir, a.out,
+                          limit=a.limit, batch_size=a.batch_size, tokenizer=a.tokenizer, dtype=a.dtype, mesh=mesh,
+                          humaneval_workers=a.humaneval_workers, allow_unsandboxed=a.unsafe_allow_unsandboxed,
+                          overwrite=a.overwrite)
+        print(json.dumps({"out": a.out, "average": round(report["average"], 2),
+                          "scores": {b: round(r["score"], 2) for b, r in report["tasks"].items()}}))
+    p.set_defaults(run=run)
+
+
+@command("eval-data", "benchmark data for `eval`: write schema fixtures, or prepare the TFDS datasets")
+def _eval_data(p):
+    sub = p.add_subparsers(dest="eval_data_command", metavar="ACTION", required=True)
+    f = sub.add_parser("fixtures", help="write small files in the official schemas (tests, demo)")
+    f.add_argument("--data-dir", required=True, help="written to DATA_DIR/downloads/manual/<benchmark>/")
+    pr = sub.add_parser("prepare", help="prepare the TFDS datasets from DATA_DIR/downloads/manual/<benchmark>/")
+    pr.add_argument("--data-dir", required=True)
+    pr.add_argument("--tasks", default="mmlu,cmmlu,ceval,gsm8k,math,humaneval")
+    pr.add_argument("--overwrite", action="store_true")
+
+    def run(a, overrides):
+        import os
+        if a.eval_data_command == "fixtures":
+            from ziya_jax.evaluation.fixtures import write_fixtures
+            paths = write_fixtures(os.path.join(a.data_dir, "downloads", "manual"))
+            print(json.dumps({k: str(v) for k, v in paths.items()}))
+        else:
+            from ziya_jax.evaluation.sources import prepare
+            for b in filter(None, a.tasks.split(",")):
+                print(f"prepared {prepare(b.strip(), a.data_dir, a.overwrite)}")
+    p.set_defaults(run=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ziya_jax", description="Ziya2 in JAX: model, conversion, "
                                      "and (as they land) data factory, tokenizer, training and evaluation.")

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import json
 import os
-import resource
 import shutil
 import signal
 import subprocess
@@ -28,13 +28,7 @@ NOBODY = 65534
 SANDBOX_UID_BASE = 61000   # concurrent programs run under distinct unused uids, so limits do not interfere
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
-PR_SET_NO_NEW_PRIVS = 38
-SYS_LANDLOCK_CREATE_RULESET, SYS_LANDLOCK_ADD_RULE, SYS_LANDLOCK_RESTRICT_SELF = 444, 445, 446
-LANDLOCK_RULE_PATH_BENEATH = 1
-# Landlock filesystem rights that modify something (ABI 1), plus REFER (ABI 2) and TRUNCATE (ABI 3).
-_LL_WRITE_V1 = (1 << 1) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12)
-_LL_REFER, _LL_TRUNCATE = 1 << 13, 1 << 14
-_LL_NET_BIND_CONNECT = (1 << 0) | (1 << 1)
+SYS_LANDLOCK_CREATE_RULESET = 444
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,9 +64,16 @@ def _landlock_abi() -> int:
         return -1
 
 
+def _fork() -> int:
+    import warnings
+    with warnings.catch_warnings():        # the child only makes a syscall or two, then _exit()s
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return os.fork()
+
+
 def _probe_unshare(flags: int) -> bool:
     """Whether a child may unshare `flags` (tried in a throwaway fork)."""
-    pid = os.fork()
+    pid = _fork()
     if pid == 0:
         os._exit(0 if _libc.unshare(flags) == 0 else 1)
     _, status = os.waitpid(pid, 0)
@@ -80,7 +81,7 @@ def _probe_unshare(flags: int) -> bool:
 
 
 def _nobody_can_execute(path: str) -> bool:
-    pid = os.fork()
+    pid = _fork()
     if pid == 0:
         try:
             os.setgroups([])
@@ -138,34 +139,6 @@ def missing_guarantees(layers: dict | None = None) -> list[str]:
     return missing
 
 
-def _landlock_restrict(writable: str, abi: int) -> None:
-    class RulesetAttr(ctypes.Structure):
-        _fields_ = [("handled_access_fs", ctypes.c_uint64), ("handled_access_net", ctypes.c_uint64)]
-
-    class PathBeneath(ctypes.Structure):
-        _pack_ = 1
-        _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
-
-    fs = _LL_WRITE_V1 | (_LL_REFER if abi >= 2 else 0) | (_LL_TRUNCATE if abi >= 3 else 0)
-    attr = RulesetAttr(fs, _LL_NET_BIND_CONNECT if abi >= 4 else 0)
-    size = ctypes.sizeof(RulesetAttr) if abi >= 4 else 8
-    ruleset = _libc.syscall(SYS_LANDLOCK_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0))
-    if ruleset < 0:
-        raise OSError(ctypes.get_errno(), "landlock_create_ruleset")
-    for path in (writable, "/dev/null"):
-        fd = os.open(path, os.O_PATH | (os.O_DIRECTORY if os.path.isdir(path) else 0))
-        rights = fs if os.path.isdir(path) else (1 << 1) | (_LL_TRUNCATE if abi >= 3 else 0)
-        rule = PathBeneath(rights, fd)
-        if _libc.syscall(SYS_LANDLOCK_ADD_RULE, ruleset, LANDLOCK_RULE_PATH_BENEATH, ctypes.byref(rule), 0) != 0:
-            raise OSError(ctypes.get_errno(), f"landlock_add_rule {path}")
-        os.close(fd)
-    if _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(NO_NEW_PRIVS)")
-    if _libc.syscall(SYS_LANDLOCK_RESTRICT_SELF, ruleset, 0) != 0:
-        raise OSError(ctypes.get_errno(), "landlock_restrict_self")
-    os.close(ruleset)
-
-
 def _count_processes(uid: int) -> int:
     n = 0
     for entry in os.scandir("/proc"):
@@ -177,26 +150,7 @@ def _count_processes(uid: int) -> int:
     return n
 
 
-def _child_setup(workdir: str, limits: Limits, layers: dict, uid: int, existing: int) -> None:
-    """Runs in the forked child before exec: namespaces, limits, Landlock, privilege drop."""
-    root = os.geteuid() == 0
-    if layers["network_namespace"]:
-        if _libc.unshare(CLONE_NEWNET if root else CLONE_NEWUSER | CLONE_NEWNET) != 0:
-            os._exit(125)
-    cpu = max(1, int(limits.cpu_s))
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-    resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
-    resource.setrlimit(resource.RLIMIT_NOFILE, (limits.open_files, limits.open_files))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    nproc = limits.processes + (0 if root else existing)   # non-root: the user's other processes count too
-    resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
-    if layers["landlock_fs"]:
-        _landlock_restrict(workdir, layers["landlock_abi"])
-    if root and layers["drop_to_nobody"]:
-        os.setgroups([])
-        os.setgid(uid)
-        os.setuid(uid)
+LAUNCHER = Path(__file__).with_name("sandbox_launch.py")
 
 
 def run_program(source: str, limits: Limits = Limits(), *, slot: int = 0,
@@ -221,10 +175,13 @@ def run_program(source: str, limits: Limits = Limits(), *, slot: int = 0,
         env = {"PATH": "/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8",
                "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0"}
         start = time.perf_counter()
-        proc = subprocess.Popen([layers["python"], "-I", "-B", str(program)], cwd=workdir, env=env,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True, close_fds=True,
-                                preexec_fn=lambda: _child_setup(workdir, limits, layers, uid, existing))
+        settings = {"network_namespace": layers["network_namespace"], "landlock_abi": layers["landlock_abi"],
+                    "workdir": workdir, "uid": uid if layers["drop_to_nobody"] else None,
+                    "cpu_s": max(1, int(limits.cpu_s)), "memory": limits.memory_bytes, "file": limits.file_bytes,
+                    "files": limits.open_files, "nproc": limits.processes + existing}
+        proc = subprocess.Popen([layers["python"], "-I", "-S", "-B", str(LAUNCHER), json.dumps(settings),
+                                 str(program)], cwd=workdir, env=env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, close_fds=True)
         try:
             out, err = proc.communicate(timeout=limits.timeout_s)
             status = "passed" if proc.returncode == 0 else "failed"
