@@ -111,7 +111,7 @@ def test_generation_equals_transformers_generate(model_dir):
 
 
 def _run(args, **kw):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT), "XLA_FLAGS": ""}   # one CPU device
     return subprocess.run([sys.executable, "-m", "ziya_jax", *args], capture_output=True, text=True, env=env,
                           cwd=ROOT, timeout=600, **kw)
 
@@ -122,7 +122,7 @@ def test_eval_cli_end_to_end(model_dir, tmp_path):
     assert _run(["eval-data", "fixtures", "--data-dir", str(data)]).returncode == 0
     out = tmp_path / "report"
     r = _run(["eval", "--ckpt", str(root / "ckpt"), "--tokenizer", str(TOKENIZER), "--data-dir", str(data),
-              "--out", str(out), "--limit", "2", "--batch-size", "4"])
+              "--out", str(out), "--limit", "2", "--batch-size", "4", "--max-new-tokens", "24"])
     assert r.returncode == 0, r.stderr[-2000:]
     report = json.loads((out / "report.json").read_text())
     assert set(report["tasks"]) == {"mmlu", "cmmlu", "ceval", "gsm8k", "math", "humaneval"}

@@ -380,6 +380,8 @@ def _eval(p):
     p.add_argument("--tokenizer", help="SentencePiece model (default CKPT/hf_files/tokenizer.model)")
     p.add_argument("--dtype", help="compute dtype override, e.g. float32")
     p.add_argument("--mesh", default="fsdp=-1", help="mesh axis sizes, e.g. data=2,fsdp=-1,tensor=1")
+    p.add_argument("--max-new-tokens", type=int, help="generation budget for GSM8K/MATH/HumanEval "
+                   "(default 256/512/512, capped at half the model's context)")
     p.add_argument("--humaneval-workers", type=int, default=4)
     p.add_argument("--unsafe-allow-unsandboxed", action="store_true",
                    help="run HumanEval even where the sandbox lacks a layer (not recommended)")
@@ -396,7 +398,7 @@ def _eval(p):
         report = evaluate(a.ckpt, [t.strip() for t in a.tasks.split(",") if t.strip()], a.data_dir, a.out,
                           limit=a.limit, batch_size=a.batch_size, tokenizer=a.tokenizer, dtype=a.dtype, mesh=mesh,
                           humaneval_workers=a.humaneval_workers, allow_unsandboxed=a.unsafe_allow_unsandboxed,
-                          overwrite=a.overwrite)
+                          overwrite=a.overwrite, max_new_tokens=a.max_new_tokens)
         print(json.dumps({"out": a.out, "average": round(report["average"], 2),
                           "scores": {b: round(r["score"], 2) for b, r in report["tasks"].items()}}))
     p.set_defaults(run=run)

@@ -29,8 +29,11 @@ from ziya_jax.parallel import LOGICAL_AXIS_RULES, logical_to_sharding, make_mesh
 
 
 def bucket(n: int, minimum: int = 64) -> int:
-    """Smallest power of two >= n (at least `minimum`)."""
-    return max(minimum, 1 << max(0, math.ceil(math.log2(max(n, 1)))))
+    """Padded length for n tokens: a power of two up to 256, then a multiple of 128 (few compiles,
+    at most 1/3 padding)."""
+    if n <= 256:
+        return max(minimum, 1 << max(0, math.ceil(math.log2(max(n, 1)))))
+    return int(math.ceil(n / 128) * 128)
 
 
 class EvalEngine:
@@ -51,25 +54,31 @@ class EvalEngine:
         self.generated_tokens = 0
 
     # ------------------------------------------------------------------ scoring
+    def _logits(self, params, tokens, segments):
+        with nn.logical_axis_rules(LOGICAL_AXIS_RULES):
+            return Llama(self.cfg).apply({"params": params}, tokens, None, segments)
+
     @functools.cached_property
-    def _score(self):
-        cfg = self.cfg
-
-        def score(params, tokens, segments, targets, query_pos, candidates):
-            with nn.logical_axis_rules(LOGICAL_AXIS_RULES):
-                logits = Llama(cfg).apply({"params": params}, tokens, None, segments)
-            logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-            target_logp = jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
-            greedy = jnp.argmax(logits, axis=-1) == targets
-            at_query = jnp.take_along_axis(logp, query_pos[:, None, None], axis=1)[:, 0]       # [B, V]
-            cand_logp = jnp.take_along_axis(at_query, candidates, axis=-1)                      # [B, K]
-            return target_logp, greedy, cand_logp, jnp.argmax(at_query, axis=-1)
-
+    def _score_targets(self):
+        """Per-position log p(target) and whether the target is the argmax."""
+        def score(params, tokens, segments, targets):
+            logits = self._logits(params, tokens, segments).astype(jnp.float32)
+            target_logit = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+            logp = target_logit - jax.nn.logsumexp(logits, axis=-1)
+            return logp, jnp.argmax(logits, axis=-1) == targets
         return jax.jit(score, out_shardings=self._replicated)
 
-    def _run_rows(self, rows: list[list[int]], query_pos: list[int], candidates: np.ndarray):
-        """Forward right-padded rows (<= batch_size); returns host arrays cut to len(rows)."""
-        n = len(rows)
+    @functools.cached_property
+    def _score_choices(self):
+        """log p of K candidate tokens at one query position per row (softmax only there)."""
+        def score(params, tokens, segments, query_pos, candidates):
+            logits = self._logits(params, tokens, segments)
+            at_query = jnp.take_along_axis(logits, query_pos[:, None, None], axis=1)[:, 0].astype(jnp.float32)
+            logp = jax.nn.log_softmax(at_query, axis=-1)
+            return jnp.take_along_axis(logp, candidates, axis=-1)
+        return jax.jit(score, out_shardings=self._replicated)
+
+    def _pack_rows(self, rows: list[list[int]]):
         length = bucket(max(len(r) for r in rows))
         b = self.batch_size
         tokens = np.full((b, length), self.cfg.pad_token_id, np.int32)
@@ -79,15 +88,14 @@ class EvalEngine:
             tokens[i, :len(r)] = r
             segments[i, :len(r)] = 1
             targets[i, :len(r) - 1] = r[1:]
-        qp = np.zeros((b,), np.int32)
-        qp[:n] = query_pos
-        cand = np.zeros((b, candidates.shape[1]), np.int32)
-        cand[:n] = candidates
-        out = self._score(self.params, jax.device_put(tokens, self._rows), jax.device_put(segments, self._rows),
-                          jax.device_put(targets, self._rows), jax.device_put(qp, self._vec),
-                          jax.device_put(cand, self._vec))
         self.forward_rows += b
-        return [np.asarray(o)[:n] for o in out]
+        return (jax.device_put(tokens, self._rows), jax.device_put(segments, self._rows),
+                jax.device_put(targets, self._rows))
+
+    def _vector(self, values: np.ndarray) -> jax.Array:
+        padded = np.zeros((self.batch_size,) + values.shape[1:], np.int32)
+        padded[:len(values)] = values
+        return jax.device_put(padded, self._vec)
 
     def _fit(self, ctx: Sequence[int], cont: Sequence[int]) -> list[int]:
         whole = list(ctx) + list(cont)
@@ -100,11 +108,12 @@ class EvalEngine:
         rows = [self._fit(c, k) for c, k in requests]
         order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
         results: list[tuple[float, bool]] = [(0.0, False)] * len(rows)
-        dummy = np.zeros((1, 1), np.int32)
         for start in range(0, len(order), self.batch_size):
             idx = order[start:start + self.batch_size]
             batch = [rows[i] for i in idx]
-            logp, greedy, _, _ = self._run_rows(batch, [0] * len(batch), np.repeat(dummy, len(batch), 0))
+            tokens, segments, targets = self._pack_rows(batch)
+            logp, greedy = (np.asarray(o)[:len(idx)] for o in self._score_targets(self.params, tokens, segments,
+                                                                                   targets))
             for j, i in enumerate(idx):
                 n_cont, n = len(requests[i][1]), len(rows[i])
                 span = slice(n - 1 - n_cont, n - 1)   # positions that predict the continuation
@@ -123,8 +132,11 @@ class EvalEngine:
         for start in range(0, len(order), self.batch_size):
             idx = order[start:start + self.batch_size]
             batch = [rows[i] for i in idx]
-            _, _, cand_logp, _ = self._run_rows(batch, [len(r) - 1 for r in batch], cands[idx])
-            out[idx] = cand_logp
+            tokens, segments, _ = self._pack_rows(batch)
+            cand_logp = self._score_choices(self.params, tokens, segments,
+                                            self._vector(np.asarray([len(r) - 1 for r in batch], np.int32)),
+                                            self._vector(cands[idx]))
+            out[idx] = np.asarray(cand_logp)[:len(idx)]
             if progress:
                 progress(len(idx))
         return out

@@ -77,8 +77,8 @@ def _natural(s: str):
 
 
 class Runner:
-    def __init__(self, engine, sp, bos: bool = True):
-        self.engine, self.sp, self.bos = engine, sp, bos
+    def __init__(self, engine, sp, bos: bool = True, max_new_tokens: int | None = None):
+        self.engine, self.sp, self.bos, self.budget = engine, sp, bos, max_new_tokens
 
     def encode(self, text: str) -> list[int]:
         return ([self.engine.cfg.bos_token_id] if self.bos else []) + self.sp.encode(text)
@@ -126,7 +126,7 @@ class Runner:
     # -------------------------------------------------------------- generation
     def max_new_tokens(self, benchmark: str) -> int:
         """The benchmark's budget, capped at half the model's context (prompts keep their end)."""
-        return min(MAX_NEW_TOKENS[benchmark], self.engine.max_length // 2)
+        return min(self.budget or MAX_NEW_TOKENS[benchmark], self.engine.max_length // 2)
 
     def _generate(self, benchmark: str, examples: list[dict], stop) -> list[str]:
         prompts = [self.encode(e["inputs_pretokenized"]) for e in examples]
@@ -180,7 +180,8 @@ def _pct(flags) -> float:
 def evaluate(ckpt: str, benchmarks: list[str], data_dir: str, out: str, *, limit: int | None = None,
              batch_size: int = 8, tokenizer: str | None = None, dtype: str | None = None,
              mesh: dict | None = None, humaneval_workers: int = 4, allow_unsandboxed: bool = False,
-             overwrite: bool = False, shots: dict | None = None) -> dict[str, Any]:
+             overwrite: bool = False, shots: dict | None = None,
+             max_new_tokens: int | None = None) -> dict[str, Any]:
     import sentencepiece as spm
 
     from tasks.evaluation import BENCHMARKS, register
@@ -204,7 +205,7 @@ def evaluate(ckpt: str, benchmarks: list[str], data_dir: str, out: str, *, limit
                          f"{model.config.vocab_size}; pass the checkpoint's own tokenizer")
     register(data_dir, str(tok), benchmarks, shots)
     engine = EvalEngine(model.config, model.params, batch_size=batch_size, mesh=make_mesh(mesh or {"fsdp": -1}))
-    runner = Runner(engine, sp)
+    runner = Runner(engine, sp, max_new_tokens=max_new_tokens)
     report: dict[str, Any] = {"checkpoint": str(ckpt), "tokenizer": str(tok), "limit": limit,
                               "batch_size": engine.batch_size, "mesh": dict(engine.mesh.shape), "tasks": {}}
     all_samples = {}
