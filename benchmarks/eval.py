@@ -6,14 +6,14 @@ Multiple choice: each question is a context of --prompt-len tokens and four sing
 letters; both sides run one forward per question in batches of --batch and read the letters'
 log-probabilities at the last position (the same algorithm). Generation: greedy decoding of
 --new-tokens tokens with a KV cache for --batch left-padded prompts (ours: EvalEngine.generate;
-transformers: model.generate). Same weights, fp32, same device (GPU when present, else CPU).
+transformers: model.generate). Same weights and dtype, same device: GPU when one is present (JAX and PyTorch both), else CPU
+(`make bench` sets JAX_PLATFORMS=cpu).
 Prints one JSON line: examples/s and tokens/s of each and the ratios (ours / transformers).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -34,6 +34,8 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
+                    help="compute dtype of both sides (bfloat16: HF weights in bf16, ours bf16 compute)")
     a = ap.parse_args()
 
     import jax
@@ -56,8 +58,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp())
     hf.save_pretrained(tmp / "hf")
     hf_to_orbax.convert(tmp / "hf", tmp / "ckpt", progress=False)
-    hf = hf.to(device)
-    ours = ziya_jax.load_pretrained(tmp / "ckpt", dtype="float32")
+    hf = hf.to(device, dtype=getattr(torch, a.dtype))
+    ours = ziya_jax.load_pretrained(tmp / "ckpt", dtype=a.dtype)
     engine = EvalEngine(ours.config, ours.params, batch_size=a.batch,
                         mesh=make_mesh({"fsdp": 1}, devices=jax.devices()[:1]))
 
@@ -123,7 +125,8 @@ def main() -> None:
     t_hf_gen, n_hf = timed(hf_gen)
     result = {
         "benchmark": "eval", "device": device if device == "cuda" else "cpu",
-        "jax_device": str(jax.devices()[0].device_kind), "config": vars(a),
+        "jax_device": str(jax.devices()[0].device_kind), "attention": ours.config.attention_impl,
+        "config": vars(a),
         "mc_examples_per_s": {"ours": a.questions / t_ours_mc, "transformers": a.questions / t_hf_mc},
         "mc_ratio": t_hf_mc / t_ours_mc,
         "mc_max_abs_logprob_diff": float(np.abs(lp_ours - lp_hf).max()),
@@ -135,5 +138,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("JAX_PLATFORMS", "cpu")
     main()

@@ -21,9 +21,9 @@ import os
 import seqio
 
 from ziya_jax.stages import tfds_builders  # noqa: F401  (registers the TFDS builders)
+from ziya_jax.stages.rates import STAGE1_GROUPS, stage_token_rates  # noqa: F401  (re-exported)
 from ziya_jax.stages.tfds_builders import VERSION
 
-STAGE1_GROUPS = ("zh", "en", "code")
 TASKS = {f"ziya2_stage1_{g}": (f"ziya2_curated/{g}:{VERSION}", "stream") for g in STAGE1_GROUPS}
 TASKS["ziya2_stage2_supervised"] = (f"ziya2_supervised:{VERSION}", "bins")
 TASKS["ziya2_stage3_metamath"] = (f"ziya2_metamath:{VERSION}", "bins")
@@ -34,26 +34,6 @@ def default_config():
 
     from ziya_jax.config import load_config
     return load_config(str(Path(__file__).resolve().parents[1] / "configs" / "data" / "stages.py"))
-
-
-def stage_token_rates(stage: int, cfg) -> dict[str, float]:
-    """Token rates per task for a stage, from the `stages` config (normalised to sum 1)."""
-    s1 = {f"ziya2_stage1_{g}": float(cfg.stage1_rates[g]) for g in STAGE1_GROUPS}
-    total1 = sum(s1.values())
-    s1 = {k: v / total1 for k, v in s1.items()}
-    if stage == 1:
-        return s1
-    if stage == 2:
-        replay = float(cfg.stage2_replay_fraction)
-        return {"ziya2_stage2_supervised": 1 - replay} | {k: replay * v for k, v in s1.items()}
-    if stage == 3:
-        budgets = {"metamath": float(cfg.stage3_tokens.metamath), "stage1": float(cfg.stage3_tokens.stage1_replay),
-                   "stage2": float(cfg.stage3_tokens.stage2_replay)}
-        total = sum(budgets.values())
-        return ({"ziya2_stage3_metamath": budgets["metamath"] / total,
-                 "ziya2_stage2_supervised": budgets["stage2"] / total}
-                | {k: budgets["stage1"] / total * v for k, v in s1.items()})
-    raise ValueError(f"stage {stage} is not 1, 2 or 3")
 
 
 def register(tfds_data_dir: str, vocab_path: str, cfg=None) -> seqio.SentencePieceVocabulary:

@@ -69,7 +69,7 @@ def build_task_cache(task: str, cfg, overwrite: bool = False, use_cached: bool =
 def stage_mixture(stage: int, cfg, global_batch: int, host_index: int = 0, host_count: int = 1,
                   model_vocab_size: int | None = None) -> DeterministicMixture:
     """The stage's deterministic mixture over its packed caches (built by `tasks cache`)."""
-    from tasks.ziya2 import stage_token_rates
+    from ziya_jax.stages.rates import stage_token_rates
     root = Path(setting(cfg, "cache_dir"))
     sources = []
     for task, rate in stage_token_rates(stage, cfg).items():
