@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -64,34 +65,23 @@ def _landlock_abi() -> int:
         return -1
 
 
-def _fork() -> int:
-    import warnings
-    with warnings.catch_warnings():        # the child only makes a syscall or two, then _exit()s
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return os.fork()
+def _probe(python: str, code: str) -> bool:
+    """Run a tiny stdlib-only check in a fresh interpreter (no fork of this threaded process)."""
+    try:
+        return subprocess.run([python, "-I", "-S", "-c", code], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
 
 
 def _probe_unshare(flags: int) -> bool:
-    """Whether a child may unshare `flags` (tried in a throwaway fork)."""
-    pid = _fork()
-    if pid == 0:
-        os._exit(0 if _libc.unshare(flags) == 0 else 1)
-    _, status = os.waitpid(pid, 0)
-    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    """Whether a child may unshare `flags`."""
+    return _probe(sys.executable, f"import ctypes, sys; sys.exit(ctypes.CDLL(None).unshare({flags}) != 0)")
 
 
 def _nobody_can_execute(path: str) -> bool:
-    pid = _fork()
-    if pid == 0:
-        try:
-            os.setgroups([])
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-            os._exit(0 if os.access(path, os.X_OK) and os.access(os.path.dirname(path), os.X_OK) else 1)
-        except BaseException:  # noqa: BLE001
-            os._exit(1)
-    _, status = os.waitpid(pid, 0)
-    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    return _probe(sys.executable, f"import os, sys; os.setgroups([]); os.setgid({NOBODY}); os.setuid({NOBODY}); "
+                                  f"sys.exit(not (os.access({path!r}, os.X_OK) and "
+                                  f"os.access(os.path.dirname({path!r}), os.X_OK)))")
 
 
 def _interpreter(root: bool) -> tuple[str, bool]:
@@ -108,21 +98,26 @@ def _interpreter(root: bool) -> tuple[str, bool]:
 
 
 _LAYERS: dict | None = None
+_LAYERS_LOCK = threading.Lock()
 
 
 def sandbox_layers() -> dict:
     """Which isolation layers this host provides (probed once)."""
     global _LAYERS
-    if _LAYERS is None:
-        root = os.geteuid() == 0
-        netns = _probe_unshare(CLONE_NEWNET if root else CLONE_NEWUSER | CLONE_NEWNET)
-        abi = _landlock_abi()
-        python, as_nobody = _interpreter(root)
-        _LAYERS = {"python": python, "rlimits": True, "process_group_kill": True, "network_namespace": netns,
-                   "landlock_abi": max(abi, 0), "landlock_fs": abi >= 1, "landlock_net": abi >= 4,
-                   "drop_to_nobody": as_nobody,
-                   "process_limit": as_nobody or not root}
+    with _LAYERS_LOCK:
+        if _LAYERS is None:
+            _LAYERS = _probe_layers()
     return _LAYERS
+
+
+def _probe_layers() -> dict:
+    root = os.geteuid() == 0
+    netns = _probe_unshare(CLONE_NEWNET if root else CLONE_NEWUSER | CLONE_NEWNET)
+    abi = _landlock_abi()
+    python, as_nobody = _interpreter(root)
+    return {"python": python, "rlimits": True, "process_group_kill": True, "network_namespace": netns,
+            "landlock_abi": max(abi, 0), "landlock_fs": abi >= 1, "landlock_net": abi >= 4,
+            "drop_to_nobody": as_nobody, "process_limit": as_nobody or not root}
 
 
 def missing_guarantees(layers: dict | None = None) -> list[str]:
