@@ -52,6 +52,7 @@ bench: $(STAMP) $(OFFLINE) $(KENLM)
 	$(PY) benchmarks/step.py
 	$(PY) benchmarks/convert.py
 	$(PY) benchmarks/data_factory.py
+	$(PY) benchmarks/eval.py
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache
