@@ -54,9 +54,9 @@ class EvalEngine:
         self.generated_tokens = 0
 
     # ------------------------------------------------------------------ scoring
-    def _logits(self, params, tokens, segments):
+    def _logits(self, params, tokens, segments, logits_at=None):
         with nn.logical_axis_rules(LOGICAL_AXIS_RULES):
-            return Llama(self.cfg).apply({"params": params}, tokens, None, segments)
+            return Llama(self.cfg).apply({"params": params}, tokens, None, segments, logits_at)
 
     @functools.cached_property
     def _score_targets(self):
@@ -72,8 +72,7 @@ class EvalEngine:
     def _score_choices(self):
         """log p of K candidate tokens at one query position per row (softmax only there)."""
         def score(params, tokens, segments, query_pos, candidates):
-            logits = self._logits(params, tokens, segments)
-            at_query = jnp.take_along_axis(logits, query_pos[:, None, None], axis=1)[:, 0].astype(jnp.float32)
+            at_query = self._logits(params, tokens, segments, query_pos[:, None])[:, 0].astype(jnp.float32)
             logp = jax.nn.log_softmax(at_query, axis=-1)
             return jnp.take_along_axis(logp, candidates, axis=-1)
         return jax.jit(score, out_shardings=self._replicated)

@@ -178,7 +178,8 @@ class Llama(nn.Module):
     decode: bool = False
 
     @nn.compact
-    def __call__(self, tokens, positions=None, segment_ids=None) -> jax.Array:
+    def __call__(self, tokens, positions=None, segment_ids=None, logits_at=None) -> jax.Array:
+        """Logits [B, T, vocab]; with `logits_at` (int [B, P] token indices) only there: [B, P, vocab]."""
         cfg, policy = self.cfg, _policy(self.cfg)
         b, t = tokens.shape
         if positions is None:
@@ -202,6 +203,8 @@ class Llama(nn.Module):
             for i in range(cfg.num_layers):
                 x, _ = layer(cfg, self.decode, name=f"layers_{i}")(x, positions, segment_ids)
 
+        if logits_at is not None:       # e.g. scoring: the LM head only where the logits are read
+            x = jnp.take_along_axis(x, logits_at[..., None].astype(jnp.int32), axis=1)
         x = RMSNorm(cfg, name="final_norm")(x)
         kernel = self.param("lm_head", _init(cfg, ("embed", "vocab")), (cfg.hidden_size, cfg.vocab_size),
                             policy.param_dtype)
