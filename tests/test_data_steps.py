@@ -165,3 +165,22 @@ def test_example_encoding_matches_protobuf():
     assert ex.features.feature["text"].bytes_list.value[0].decode() == "中文 text"
     assert ex.features.feature["ppl"].float_list.value[0] == 12.5
     assert ex.features.feature["n"].int64_list.value[0] == 3
+
+
+def test_class_tables_and_runs_match_the_regexes():
+    """The code-point tables and run finder give exactly what findall / REPEAT_RUN_RE give."""
+    import random
+
+    from ziya_jax.data.filters import (DIGIT_RE, REPEAT_RUN_RE, SYMBOL_RE, codepoints, count_class,
+                                       repeated_run)
+    from ziya_jax.data.preprocess import HAN_RE
+    rng = random.Random(0)
+    alphabet = "aZ9０١ 　\t\n汉字𠀀-=_.*─━·!！？★⚡\u200b\x00é" + "".join(chr(rng.randint(1, 0x2FFFF)) for _ in range(40))
+    alphabet = "".join(c for c in alphabet if not 0xD800 <= ord(c) <= 0xDFFF)
+    for _ in range(300):
+        text = "".join(rng.choice(alphabet) * (rng.randint(1, 14) if rng.random() < 0.2 else 1) for _ in range(80))
+        cps = codepoints(text)
+        for pattern in (HAN_RE, DIGIT_RE, SYMBOL_RE):
+            assert count_class(cps, pattern) == len(pattern.findall(text))
+        m = REPEAT_RUN_RE.search(text)
+        assert repeated_run(cps) == (m.group(0)[:12] if m else None)

@@ -157,6 +157,20 @@ class DocStats:
         self.words = self.low.split() if self.lang != "zh" else []       # whitespace tokens, as Gopher
         self.nonspace = max(1, len("".join(self.text.split())))
         self._units = None
+        self._cps = None
+        self._counts: dict[str, int] = {}
+
+    @property
+    def cps(self) -> np.ndarray:
+        if self._cps is None:
+            self._cps = codepoints(self.text)
+        return self._cps
+
+    def count(self, pattern: re.Pattern) -> int:
+        """Characters of the text in a one-character class (cached per class)."""
+        if pattern.pattern not in self._counts:
+            self._counts[pattern.pattern] = count_class(self.cps, pattern)
+        return self._counts[pattern.pattern]
 
     @property
     def units(self) -> tuple[np.ndarray, np.ndarray]:
@@ -171,6 +185,60 @@ class DocStats:
                 h = np.fromiter(map(hash, words), dtype=np.int64, count=len(words)).view(np.uint64)
                 self._units = (h, np.fromiter(map(len, words), dtype=np.int64, count=len(words)))
         return self._units
+
+
+_CLASS_TABLES: dict[str, np.ndarray] = {}
+_RUN_CHAR_RE = re.compile(REPEAT_RUN_RE.pattern[1:REPEAT_RUN_RE.pattern.index("]") + 1])   # the run's char class
+
+
+def class_table(pattern: re.Pattern) -> np.ndarray:
+    """Boolean table over all code points: which ones the one-character class `pattern` matches.
+
+    Built once per process by one regex substitution over every code point, so per-document
+    counts become a table lookup on the document's code points (same answers as findall)."""
+    table = _CLASS_TABLES.get(pattern.pattern)
+    if table is None:
+        every = "".join(map(chr, range(1, 0x110000)))
+        marked = pattern.sub("\x00", every).encode("utf-32-le", "surrogatepass")
+        table = np.concatenate([[bool(pattern.match("\x00"))], np.frombuffer(marked, np.uint32) == 0])
+        _CLASS_TABLES[pattern.pattern] = table
+    return table
+
+
+def codepoints(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32)
+
+
+def count_class(cps: np.ndarray, pattern: re.Pattern) -> int:
+    """len(pattern.findall(text)) for a one-character class, from the text's code points."""
+    return int(np.count_nonzero(class_table(pattern)[cps])) if len(cps) else 0
+
+
+def repeated_run(cps: np.ndarray) -> str | None:
+    """REPEAT_RUN_RE.search(text).group(0)[:12] (the leftmost run of 10+ equal allowed characters)."""
+    n = len(cps)
+    if n < 10:
+        return None
+    change = np.flatnonzero(cps[1:] != cps[:-1]) + 1
+    starts = np.concatenate([[0], change])
+    lengths = np.diff(np.concatenate([starts, [n]]))
+    for i in np.flatnonzero(lengths >= 10):
+        ch = chr(cps[starts[i]])
+        if _RUN_CHAR_RE.match(ch):
+            return ch * min(12, int(lengths[i]))
+    return None
+
+
+# Literals without which a pattern cannot match: a cheap `in` test skips the regex scan.
+JS_HINTS = ("function", "var ", "document.", "window.", "<script", "$(")
+MOJIBAKE_HINTS = ("Ã", "Â", "â€", "ï¿½", "锟斤拷", "烫烫烫", "屯屯屯")
+
+
+def _markup_chars(text: str) -> int:
+    """Characters in HTML tags and entities."""
+    if "<" not in text and "&" not in text:
+        return 0
+    return sum(map(len, HTML_TAG_RE.findall(text)))
 
 
 def _ratio(n: float, d: float) -> float:
@@ -243,13 +311,13 @@ class RuleFilter:
             return Rule(name, "document", langs, fn, desc)
 
         def mean_word_len(s):
-            m = _ratio(sum(len(w) for w in s.words), len(s.words))
+            m = _ratio(sum(map(len, s.words)), len(s.words))
             lo, hi = c.mean_word_len_range
             return f"{m:.1f}" if s.words and not lo <= m <= hi else None
 
         rules = [
-            doc_rule("doc_too_short_zh", zh, lambda s: f"{len(HAN_RE.findall(s.text))} Han chars"
-                     if len(HAN_RE.findall(s.text)) < c.min_chars_zh else None, "fewer Han characters than min_chars_zh"),
+            doc_rule("doc_too_short_zh", zh, lambda s: f"{s.count(HAN_RE)} Han chars"
+                     if s.count(HAN_RE) < c.min_chars_zh else None, "fewer Han characters than min_chars_zh"),
             doc_rule("doc_too_short_en", en, lambda s: f"{len(s.words)} words" if len(s.words) < c.min_words_en
                      else None, "fewer words than min_words_en"),
             doc_rule("doc_too_short_code", code, lambda s: f"{len(s.text)} chars" if len(s.text) < c.min_chars_code
@@ -264,21 +332,21 @@ class RuleFilter:
                      else None)(_ratio(len(BULLET_RE.findall(s.text)), len(s.lines))),
                      "share of lines starting with a bullet"),
             doc_rule("ellipsis_lines", text_langs, lambda s: (lambda r: f"{r:.2f}" if r > c.max_ellipsis_lines and len(s.lines) > 3
-                     else None)(_ratio(len(ELLIPSIS_END_RE.findall(s.text)), len(s.lines))),
+                     else None)(_ratio(len(ELLIPSIS_END_RE.findall(s.text)) if "..." in s.text or "…" in s.text else 0,
+                                  len(s.lines))),
                      "share of lines ending in an ellipsis (truncated text)"),
             doc_rule("alpha_words", en, lambda s: (lambda r: f"{r:.2f}" if s.words and r < c.min_alpha_words else None)(
                 1 - _ratio(len(NO_ALPHA_TOKEN_RE.findall(s.text)), len(s.words))), "share of words with a letter (Gopher)"),
             doc_rule("stopwords", en, lambda s: (lambda n: f"{n} stop words" if n < c.min_stopwords else None)(
-                sum(1 for w in s.words if w in EN_STOPWORDS)), "too few English stop words (Gopher)"),
+                sum(map(EN_STOPWORDS.__contains__, s.words))), "too few English stop words (Gopher)"),
             doc_rule("han_ratio", zh, lambda s: (lambda r: f"{r:.2f}" if r < c.min_han_ratio_zh else None)(
-                _ratio(len(HAN_RE.findall(s.text)), s.nonspace)), "Han characters per non-space character"),
+                _ratio(s.count(HAN_RE), s.nonspace)), "Han characters per non-space character"),
             doc_rule("digit_ratio", text_langs, lambda s: (lambda r: f"{r:.2f}" if r > c.max_digit_ratio else None)(
-                _ratio(len(DIGIT_RE.findall(s.text)), s.nonspace)), "digits per non-space character"),
+                _ratio(s.count(DIGIT_RE), s.nonspace)), "digits per non-space character"),
             doc_rule("special_char_ratio", text_langs, lambda s: (lambda r: f"{r:.2f}" if r > c.max_special_ratio else None)(
-                _ratio(len(SYMBOL_RE.findall(s.text)), s.nonspace)),
+                _ratio(s.count(SYMBOL_RE), s.nonspace)),
                 "symbols that are neither letters, digits, Han nor punctuation"),
-            doc_rule("repeated_char_run", text_langs, lambda s: (lambda m: repr(m.group(0)[:12]) if m else None)(
-                REPEAT_RUN_RE.search(s.text)),
+            doc_rule("repeated_char_run", text_langs, lambda s: (lambda m: repr(m) if m else None)(repeated_run(s.cps)),
                 "one character repeated 10+ times (哈哈哈哈…, !!!!!!)"),
             doc_rule("dup_line_fraction", text_langs, lambda s: _dup_lines(s, c), "duplicate lines (Gopher)"),
             doc_rule("dup_line_char_fraction", text_langs, lambda s: _dup_line_chars(s, c),
@@ -290,15 +358,18 @@ class RuleFilter:
                      else None)(_dup_ngram_fraction(s.units, c.dup_ngram_n_zh if s.lang == "zh" else c.dup_ngram_n_en)),
                      "text in repeated n-grams (Gopher; characters for zh)"),
             doc_rule("html_leftovers", text_langs, lambda s: (lambda r: f"{r:.3f}" if r > c.max_html_tag_ratio else None)(
-                _ratio(sum(len(m) for m in HTML_TAG_RE.findall(s.text)), len(s.text))), "HTML tags and entities"),
-            doc_rule("javascript", text_langs, lambda s: "script code" if JS_RE.search(s.text) else None,
+                _ratio(_markup_chars(s.text), len(s.text))), "HTML tags and entities"),
+            doc_rule("javascript", text_langs, lambda s: "script code" if any(h in s.text for h in JS_HINTS)
+                     and JS_RE.search(s.text) else None,
                      "JavaScript in non-code text (C4)"),
-            doc_rule("lorem_ipsum", every, lambda s: "lorem ipsum" if LOREM_RE.search(s.text) else None,
+            doc_rule("lorem_ipsum", every, lambda s: "lorem ipsum" if "lorem" in s.low and LOREM_RE.search(s.text) else None,
                      "placeholder text (C4)"),
             doc_rule("mojibake", text_langs, lambda s: (lambda n: f"{n} sequences" if n * 1000 > c.max_mojibake_per_1k * max(len(s.text), 1)
-                     else None)(len(MOJIBAKE_RE.findall(s.text))), "garbled encodings (Ã©, â€™, 锟斤拷)"),
+                     else None)(len(MOJIBAKE_RE.findall(s.text)) if any(h in s.text for h in MOJIBAKE_HINTS) else 0),
+                     "garbled encodings (Ã©, â€™, 锟斤拷)"),
             doc_rule("url_ratio", text_langs, lambda s: (lambda r: f"{r:.2f}" if r > c.max_url_char_ratio else None)(
-                _ratio(sum(len(u) for u in URL_RE.findall(s.text)), len(s.text))), "URL/SEO stuffing"),
+                _ratio(sum(map(len, URL_RE.findall(s.text))) if "http" in s.low or "www." in s.low else 0, len(s.text))),
+                "URL/SEO stuffing"),
             doc_rule("short_lines", en, lambda s: (lambda r: f"{r:.2f}" if r > c.max_short_line_fraction_en and len(s.lines) > 5
                      else None)(_ratio(sum(1 for n in map(len, s.stripped) if 0 < n < c.short_line_chars),
                                        sum(1 for l in s.stripped if l))), "mostly very short lines (menus, lists)"),
@@ -313,12 +384,12 @@ class RuleFilter:
                  lambda p: self.boiler.search(p),
                  "navigation, cookie, copyright and login boilerplate (boilerplate.txt)"),
             Rule("para_html", "paragraph", text_langs, lambda p: (lambda r: f"{r:.2f}" if r > c.max_para_html_ratio else None)(
-                _ratio(sum(len(m) for m in HTML_TAG_RE.findall(p)), len(p))), "paragraph that is mostly markup"),
+                _ratio(_markup_chars(p), len(p))), "paragraph that is mostly markup"),
             Rule("para_toxic", "paragraph", text_langs,
                  lambda p: self.toxic.search(p),
                  "toxic terms (toxic_*.txt)"),
             Rule("para_symbols", "paragraph", text_langs, lambda p: (lambda r: f"{r:.2f}" if len(p) >= 8 and r > c.max_para_symbol_ratio
-                 else None)(_ratio(len(SYMBOL_RE.findall(p)), len("".join(p.split())))),
+                 else None)(_ratio(count_class(codepoints(p), SYMBOL_RE), len("".join(p.split())))),
                  "paragraph of symbols"),
             Rule("para_duplicate", "paragraph", text_langs, lambda p: None, "repeated paragraph (first kept)"),
             # sentence level: remove the sentence (privacy)
