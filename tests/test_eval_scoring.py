@@ -148,3 +148,15 @@ def test_eval_cli_end_to_end(model_dir, tmp_path):
                   str(tmp_path / "nodata"), "--out", str(tmp_path / "y"), "--tasks", "cmmlu"])
     assert empty.returncode == 2 and "downloads/manual/cmmlu" in empty.stderr and "dev/*.csv" in empty.stderr
     assert len([l for l in empty.stderr.splitlines() if l.startswith("error:")]) == 1
+
+
+def test_generated_text_keeps_leading_indentation():
+    """A completion that starts with spaces (HumanEval bodies) decodes with its indentation."""
+    from ziya_jax.evaluation.runner import Runner
+    sp = spm.SentencePieceProcessor(model_file=str(TOKENIZER))
+    runner = Runner(engine=None, sp=sp)
+    prompt = sp.encode("def f(x):\n")
+    body = sp.encode("def f(x):\n    return x")[len(prompt):]
+    assert sp.decode(body) == "   return x"                 # plain decoding loses a space
+    assert runner.decode(body) == "    return x"
+    assert runner.decode(sp.encode("The answer is 5.")) == " The answer is 5."

@@ -79,12 +79,18 @@ def _natural(s: str):
 class Runner:
     def __init__(self, engine, sp, bos: bool = True, max_new_tokens: int | None = None):
         self.engine, self.sp, self.bos, self.budget = engine, sp, bos, max_new_tokens
+        # SentencePiece drops the leading space of a decoded sequence ("▁▁▁▁return" -> "   return");
+        # generated text continues a prompt, so it is decoded after an anchor piece that is then cut.
+        self._anchor = sp.encode("a")
+        self._anchor_text = sp.decode(self._anchor)
 
     def encode(self, text: str) -> list[int]:
         return ([self.engine.cfg.bos_token_id] if self.bos else []) + self.sp.encode(text)
 
     def decode(self, ids: list[int]) -> str:
-        return self.sp.decode(ids)
+        """Text of generated ids as a continuation (leading spaces and indentation kept)."""
+        text = self.sp.decode(self._anchor + list(ids))
+        return text[len(self._anchor_text):] if text.startswith(self._anchor_text) else self.sp.decode(list(ids))
 
     # -------------------------------------------------------------- multiple choice
     def multiple_choice(self, benchmark: str, examples: list[dict]) -> tuple[dict, list[dict]]:
