@@ -10,6 +10,7 @@ compared with the device's HBM.
 from __future__ import annotations
 
 import math
+import os
 
 import jax
 import numpy as np
@@ -26,6 +27,9 @@ class PreflightError(RuntimeError):
 
 
 def topology_devices(name: str):
+    # Pre-flight only compiles: no TPU is opened, so libtpu's one-process-per-host lockfile must not
+    # stop two pre-flights (or a pre-flight beside a test run) on the same machine.
+    os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
     try:
         from jax.experimental import topologies
         topo = topologies.get_topology_desc(topology_name=name, platform="tpu")
