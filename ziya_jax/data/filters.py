@@ -11,6 +11,7 @@ word-level rules do not apply (no spaces between words).
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,6 +192,12 @@ _CLASS_TABLES: dict[str, np.ndarray] = {}
 _RUN_CHAR_RE = re.compile(REPEAT_RUN_RE.pattern[1:REPEAT_RUN_RE.pattern.index("]") + 1])   # the run's char class
 
 
+@functools.lru_cache(maxsize=1)
+def _every_codepoint() -> str:
+    """Every code point but NUL, once per process (the tables are built by substitution over it)."""
+    return "".join(map(chr, range(1, 0x110000)))
+
+
 def class_table(pattern: re.Pattern) -> np.ndarray:
     """Boolean table over all code points: which ones the one-character class `pattern` matches.
 
@@ -198,8 +205,7 @@ def class_table(pattern: re.Pattern) -> np.ndarray:
     counts become a table lookup on the document's code points (same answers as findall)."""
     table = _CLASS_TABLES.get(pattern.pattern)
     if table is None:
-        every = "".join(map(chr, range(1, 0x110000)))
-        marked = pattern.sub("\x00", every).encode("utf-32-le", "surrogatepass")
+        marked = pattern.sub("\x00", _every_codepoint()).encode("utf-32-le", "surrogatepass")
         table = np.concatenate([[bool(pattern.match("\x00"))], np.frombuffer(marked, np.uint32) == 0])
         _CLASS_TABLES[pattern.pattern] = table
     return table

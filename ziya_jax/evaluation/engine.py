@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from ziya_jax.evaluation.prompts import truncate_at_stops
 from ziya_jax.model.config import ModelConfig
 from ziya_jax.model.generate import decode_apply, init_cache
 from ziya_jax.model.llama import Llama, logical_axes
@@ -50,7 +51,6 @@ class EvalEngine:
                                                                        LOGICAL_AXIS_RULES))
         self._vec = NamedSharding(self.mesh, nn.logical_to_mesh_axes(("activation_batch",), LOGICAL_AXIS_RULES))
         self._replicated = NamedSharding(self.mesh, PartitionSpec())
-        self.forward_rows = 0      # rows run (including padding rows), for throughput figures
         self.generated_tokens = 0
 
     # ------------------------------------------------------------------ scoring
@@ -87,7 +87,6 @@ class EvalEngine:
             tokens[i, :len(r)] = r
             segments[i, :len(r)] = 1
             targets[i, :len(r) - 1] = r[1:]
-        self.forward_rows += b
         return (jax.device_put(tokens, self._rows), jax.device_put(segments, self._rows),
                 jax.device_put(targets, self._rows))
 
@@ -201,11 +200,10 @@ class EvalEngine:
             steps_total = int(math.ceil(max_new_tokens / chunk) * chunk)
             cache, last, pos = self._prefill(self.params, jax.device_put(prompt, self._rows),
                                              jax.device_put(mask, self._rows), t + steps_total)
-            done = np.zeros((b,), bool)
-            done[len(batch):] = True
+            finished = np.zeros((b,), bool)
+            finished[len(batch):] = True            # padding rows
             generated = [[] for _ in range(b)]
             texts = [""] * len(batch)
-            finished = np.array(done)
             produced = 0
             while produced < max_new_tokens and not finished.all():
                 cache, last, pos, done_dev, toks = self._decode_chunk(self.params, cache, last, pos,
@@ -220,11 +218,9 @@ class EvalEngine:
                         row = row[:row.index(self.cfg.eos_token_id)]
                     generated[j].extend(row)
                     self.generated_tokens += len(row) + (1 if done_host[j] else 0)
-                    texts[j] = decode(generated[j][:max_new_tokens])
-                    cut = min((k for k in (texts[j].find(s) for s in stop) if k >= 0), default=-1)
-                    if cut >= 0:
-                        texts[j] = texts[j][:cut]
-                    if cut >= 0 or done_host[j] or len(generated[j]) >= max_new_tokens:
+                    full = decode(generated[j][:max_new_tokens])
+                    texts[j] = truncate_at_stops(full, stop)
+                    if len(texts[j]) < len(full) or done_host[j] or len(generated[j]) >= max_new_tokens:
                         finished[j] = True
             for j, i in enumerate(idx):
                 results[i] = texts[j]

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterable
 
+from ziya_jax.evaluation.prompts import truncate_at_stops
 from ziya_jax.evaluation.sandbox import Limits, RunResult, run_program
 
 # Codex paper stop sequences: a completion ends where a new top-level statement begins.
@@ -48,8 +49,7 @@ def read_problems(path: str | Path | None = None) -> list[dict]:
 
 
 def truncate_completion(text: str, stops: Iterable[str] = STOP_SEQUENCES) -> str:
-    cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=len(text))
-    return text[:cut]
+    return truncate_at_stops(text, stops)
 
 
 def program(problem: dict, completion: str) -> str:

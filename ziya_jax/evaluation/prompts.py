@@ -117,6 +117,7 @@ def math_prompt(problem: str, shots=None) -> str:
 
 
 def truncate_at_stops(text: str, stops) -> str:
+    """`text` up to the first occurrence of any stop string."""
     cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=len(text))
     return text[:cut]
 

@@ -9,6 +9,7 @@ equivalence. HumanEval: greedy completion, pass@1 from the sandboxed execution o
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -72,7 +73,6 @@ def load_examples(benchmark: str, limit: int | None) -> list[dict]:
 
 
 def _natural(s: str):
-    import re
     return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", s)]
 
 
@@ -84,8 +84,15 @@ class Runner:
         self._anchor = sp.encode("a")
         self._anchor_text = sp.decode(self._anchor)
 
+    def _bos(self) -> list[int]:
+        return [self.engine.cfg.bos_token_id] if self.bos else []
+
     def encode(self, text: str) -> list[int]:
-        return ([self.engine.cfg.bos_token_id] if self.bos else []) + self.sp.encode(text)
+        return self._bos() + self.sp.encode(text)
+
+    def prompt_ids(self, example: dict) -> list[int]:
+        """The prompt as the SeqIO task tokenized it (same SentencePiece model), after BOS."""
+        return self._bos() + list(example["inputs"])
 
     def decode(self, ids: list[int]) -> str:
         """Text of generated ids as a continuation (leading spaces and indentation kept)."""
@@ -96,10 +103,10 @@ class Runner:
     def multiple_choice(self, benchmark: str, examples: list[dict]) -> tuple[dict, list[dict]]:
         from ziya_jax.evaluation.prompts import mc_continuations
         conts = mc_continuations(benchmark)
-        contexts, cand = [], None
+        contexts = []
         singles = True
         for e in examples:
-            ctx = self.encode(e["inputs_pretokenized"])
+            ctx = self.prompt_ids(e)
             ids = []
             for c in conts:
                 whole = self.encode(e["inputs_pretokenized"] + c)
@@ -135,7 +142,7 @@ class Runner:
         return min(self.budget or MAX_NEW_TOKENS[benchmark], self.engine.max_length // 2)
 
     def _generate(self, benchmark: str, examples: list[dict], stop) -> list[str]:
-        prompts = [self.encode(e["inputs_pretokenized"]) for e in examples]
+        prompts = [self.prompt_ids(e) for e in examples]
         return self.engine.generate(prompts, max_new_tokens=self.max_new_tokens(benchmark), decode=self.decode,
                                     stop=stop, progress=Progress(benchmark, len(examples)))
 

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import csv
 import glob
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 import tensorflow_datasets as tfds
+
+from ziya_jax.stages.tfds_builders import json_records
 
 VERSION = "1.0.0"
 LETTERS = "ABCD"
@@ -98,41 +99,30 @@ def read_mc(benchmark: str, path: str, split: str):
         yield rec
 
 
-def _jsonl(path: str):
-    with open(path, encoding="utf-8") as fh:
-        for i, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    yield i, json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise BenchmarkDataError(f"{path}:{i}: malformed JSON ({e.msg}); use the official file") from None
-
-
 def read_gsm8k(path: str):
     from ziya_jax.evaluation.answers import gsm8k_gold
-    for i, rec in _jsonl(path):
+    for n, (where, rec) in enumerate(json_records(path), 1):
         if "question" not in rec or "answer" not in rec:
-            raise BenchmarkDataError(f"{path}:{i}: GSM8K records need question and answer")
+            raise BenchmarkDataError(f"{where}: GSM8K records need question and answer")
         try:
             gold = gsm8k_gold(rec["answer"])
         except ValueError as e:
-            raise BenchmarkDataError(f"{path}:{i}: {e}") from None
-        yield {"id": f"{Path(path).stem}/{i}", "question": rec["question"], "answer": rec["answer"], "gold": gold}
+            raise BenchmarkDataError(f"{where}: {e}") from None
+        yield {"id": f"{Path(path).stem}/{n}", "question": rec["question"], "answer": rec["answer"], "gold": gold}
 
 
 def read_math(paths: list[str]):
     from ziya_jax.evaluation.answers import math_gold
     for path in paths:
-        recs = _jsonl(path) if path.endswith(".jsonl") else [(1, json.loads(Path(path).read_text(encoding="utf-8")))]
-        for i, rec in recs:
+        for n, (where, rec) in enumerate(json_records(path), 1):
             if "problem" not in rec or "solution" not in rec:
-                raise BenchmarkDataError(f"{path}:{i}: MATH records need problem and solution")
+                raise BenchmarkDataError(f"{where}: MATH records need problem and solution")
             try:
                 gold = rec.get("answer") or math_gold(rec["solution"])
             except ValueError as e:
-                raise BenchmarkDataError(f"{path}:{i}: {e}") from None
+                raise BenchmarkDataError(f"{where}: {e}") from None
             rid = rec.get("unique_id") or (f"{Path(path).parent.name}/{Path(path).stem}" if path.endswith(".json")
-                                            else f"{Path(path).stem}/{i}")
+                                            else f"{Path(path).stem}/{n}")
             yield {"id": rid, "problem": rec["problem"], "solution": rec["solution"], "gold": gold,
                    "level": str(rec.get("level", "")), "type": str(rec.get("type") or rec.get("subject") or "")}
 
@@ -142,9 +132,8 @@ MC_SPLITS = {"mmlu": {"dev": "dev", "test": "test", "validation": "val"},
              "ceval": {"dev": "dev", "validation": "val"}}
 
 
-def mc_files(benchmark: str, manual_dir: str, split_dir: str) -> list[str]:
-    files = [f for f in _find(manual_dir, ("*.csv",)) if Path(f).parent.name == split_dir]
-    return files
+def mc_files(manual_dir: str, split_dir: str) -> list[str]:
+    return [f for f in _find(manual_dir, ("*.csv",)) if Path(f).parent.name == split_dir]
 
 
 with tfds.core.registered.skip_registration():
@@ -169,7 +158,7 @@ with tfds.core.registered.skip_registration():
             d = str(dl_manager.manual_dir)
             out = {}
             for split, split_dir in MC_SPLITS[self.BENCHMARK].items():
-                files = mc_files(self.BENCHMARK, d, split_dir)
+                files = mc_files(d, split_dir)
                 if files:
                     out[split] = self._generate_examples(files, split_dir)
             if "dev" not in out or len(out) < 2:

@@ -36,7 +36,9 @@ def _files(directory: str, patterns: tuple[str, ...], what: str) -> list[str]:
     return files
 
 
-def _json_records(path: str):
+def json_records(path: str):
+    """(where, record) of a .json file (one record or a list) or JSON Lines (.jsonl[.gz]); malformed
+    JSON raises a SourceError naming the file and line."""
     if path.endswith(".json"):
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -96,7 +98,7 @@ class Ziya2Supervised(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, directory):
         for path in _files(directory, *SOURCE_FILES["supervised"]):
-            for where, rec in _json_records(path):
+            for where, rec in json_records(path):
                 try:
                     text = render_supervised(rec, where)
                 except TemplateError as e:
@@ -118,7 +120,7 @@ class Ziya2Metamath(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, directory):
         for path in _files(directory, *SOURCE_FILES["metamath"]):
-            for where, rec in _json_records(path):
+            for where, rec in json_records(path):
                 try:
                     text = render_metamath(rec, where)
                 except TemplateError as e:
