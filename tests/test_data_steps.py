@@ -171,9 +171,9 @@ def test_class_tables_and_runs_match_the_regexes():
     """The code-point tables and run finder give exactly what findall / REPEAT_RUN_RE give."""
     import random
 
-    from ziya_jax.data.filters import (DIGIT_RE, REPEAT_RUN_RE, SYMBOL_RE, codepoints, count_class,
-                                       repeated_run)
-    from ziya_jax.data.preprocess import HAN_RE
+    from ziya_jax.data.charclass import codepoints, count_class, count_classes
+    from ziya_jax.data.filters import DIGIT_RE, REPEAT_RUN_RE, SYMBOL_RE, repeated_run
+    from ziya_jax.data.preprocess import HAN_RE, KANA_HANGUL_RE, LATIN_RE
     rng = random.Random(0)
     alphabet = "aZ9０١ 　\t\n汉字𠀀-=_.*─━·!！？★⚡\u200b\x00é" + "".join(chr(rng.randint(1, 0x2FFFF)) for _ in range(40))
     alphabet = "".join(c for c in alphabet if not 0xD800 <= ord(c) <= 0xDFFF)
@@ -182,5 +182,7 @@ def test_class_tables_and_runs_match_the_regexes():
         cps = codepoints(text)
         for pattern in (HAN_RE, DIGIT_RE, SYMBOL_RE):
             assert count_class(cps, pattern) == len(pattern.findall(text))
+        assert count_classes(text, (HAN_RE, LATIN_RE, KANA_HANGUL_RE)) == [
+            len(p.findall(text)) for p in (HAN_RE, LATIN_RE, KANA_HANGUL_RE)]
         m = REPEAT_RUN_RE.search(text)
         assert repeated_run(cps) == (m.group(0)[:12] if m else None)

@@ -11,7 +11,6 @@ word-level rules do not apply (no spaces between words).
 """
 from __future__ import annotations
 
-import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Callable
 
 import numpy as np
 
+from ziya_jax.data.charclass import codepoints, count_class
 from ziya_jax.data.preprocess import HAN_RE
 from ziya_jax.data.records import Doc, drop
 
@@ -188,36 +188,7 @@ class DocStats:
         return self._units
 
 
-_CLASS_TABLES: dict[str, np.ndarray] = {}
 _RUN_CHAR_RE = re.compile(REPEAT_RUN_RE.pattern[1:REPEAT_RUN_RE.pattern.index("]") + 1])   # the run's char class
-
-
-@functools.lru_cache(maxsize=1)
-def _every_codepoint() -> str:
-    """Every code point but NUL, once per process (the tables are built by substitution over it)."""
-    return "".join(map(chr, range(1, 0x110000)))
-
-
-def class_table(pattern: re.Pattern) -> np.ndarray:
-    """Boolean table over all code points: which ones the one-character class `pattern` matches.
-
-    Built once per process by one regex substitution over every code point, so per-document
-    counts become a table lookup on the document's code points (same answers as findall)."""
-    table = _CLASS_TABLES.get(pattern.pattern)
-    if table is None:
-        marked = pattern.sub("\x00", _every_codepoint()).encode("utf-32-le", "surrogatepass")
-        table = np.concatenate([[bool(pattern.match("\x00"))], np.frombuffer(marked, np.uint32) == 0])
-        _CLASS_TABLES[pattern.pattern] = table
-    return table
-
-
-def codepoints(text: str) -> np.ndarray:
-    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32)
-
-
-def count_class(cps: np.ndarray, pattern: re.Pattern) -> int:
-    """len(pattern.findall(text)) for a one-character class, from the text's code points."""
-    return int(np.count_nonzero(class_table(pattern)[cps])) if len(cps) else 0
 
 
 def repeated_run(cps: np.ndarray) -> str | None:

@@ -12,15 +12,18 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
+from ziya_jax.data.charclass import count_classes
 from ziya_jax.data.records import Doc, drop
 
 STEP = "preprocess"
 
 ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Za-z0-9]")
-CONTROL_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff\ufff9-\ufffb]")
-EMOJI_RE = re.compile(
+CONTROL_CLASS = ("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff\ufff9-\ufffb]")
+EMOJI_CLASS = (
     "[\U0001F000-\U0001FAFF\U0001FC00-\U0001FFFF\u2600-\u27BF\u2B00-\u2BFF\u2300-\u23FF\uFE00-\uFE0F"
     "\U000E0000-\U000E007F\u20E3\uE000-\uF8FF\U000F0000-\U0010FFFF]")
+DELETE_RE = re.compile(CONTROL_CLASS[:-1] + EMOJI_CLASS[1:])   # both classes, removed in one pass
+FULLWIDTH_RE = re.compile("[\uff01-\uff5e\u3000]")
 FULLWIDTH_ASCII = {c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)
                    if chr(c - 0xFEE0).isalnum()}  # letters and digits only; keep CJK punctuation
 FULLWIDTH_ASCII[0x3000] = 0x20
@@ -48,23 +51,24 @@ class PreprocessConfig:
 
 def clean_characters(text: str, code: bool = False) -> str:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = ANSI_RE.sub("", text)
-    text = CONTROL_RE.sub("", text)
-    text = EMOJI_RE.sub("", text)
+    if "\x1b" in text:
+        text = ANSI_RE.sub("", text)
+    text = DELETE_RE.sub("", text)                 # control/format characters, emoji, private use
     text = unicodedata.normalize("NFC", text)
-    if not code:
-        text = text.translate(FULLWIDTH_ASCII)
-        text = MULTI_BLANK_RE.sub("\n", text)
-        text = MANY_NEWLINES_RE.sub("\n\n", text)
+    if not code:                                   # each pass only where it can change something
+        if FULLWIDTH_RE.search(text):
+            text = text.translate(FULLWIDTH_ASCII)
+        if " \n" in text or "\t\n" in text:
+            text = MULTI_BLANK_RE.sub("\n", text)
+        if "\n\n\n" in text:
+            text = MANY_NEWLINES_RE.sub("\n\n", text)
     return text.strip("\n ") if not code else text.strip("\n")
 
 
 def identify_language(text: str, cfg: PreprocessConfig) -> str:
     """'zh', 'en' or another CLD2 code ('un' if unknown)."""
     sample = text[:20000]
-    han = len(HAN_RE.findall(sample))
-    latin = len(LATIN_RE.findall(sample))
-    other = len(KANA_HANGUL_RE.findall(sample))
+    han, latin, other = count_classes(sample, (HAN_RE, LATIN_RE, KANA_HANGUL_RE))
     if han + latin + other == 0:
         return "un"
     if other / (han + latin + other) > cfg.kana_hangul_max:

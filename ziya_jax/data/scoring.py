@@ -16,7 +16,6 @@ from pathlib import Path
 STEP = "score"
 DIGIT_RE = re.compile(r"\d")
 SPACE_RE = re.compile(r"\s+")
-INLINE_SPACE_RE = re.compile(r"[^\S\n]+")
 
 
 class ScoringError(ValueError):
@@ -28,9 +27,10 @@ def normalize_for_lm(line: str) -> str:
 
 
 def normalized_lines(text: str) -> list[str]:
-    """`normalize_for_lm` of every non-empty line, with one regex pass over the whole text."""
-    text = INLINE_SPACE_RE.sub(" ", DIGIT_RE.sub("0", text.lower()))
-    return [line for line in (x.strip() for x in text.split("\n")) if line]
+    """`normalize_for_lm` of every non-empty line: one regex pass for digits over the whole text, then
+    `str.split()` per line to collapse blanks (same Unicode whitespace as `\\s`, twice as fast as a regex)."""
+    text = DIGIT_RE.sub("0", text.lower())
+    return [" ".join(words) for words in map(str.split, text.split("\n")) if words]
 
 
 @dataclass(frozen=True)
@@ -82,11 +82,10 @@ class PerplexityScorer:
         lines = normalized_lines(text)
         if not lines:
             return math.inf
-        log10_total, tokens = 0.0, 0
         # num_threads=0: one thread per worker (the default spawns a pool per call, ~3x slower here)
-        for pieces in sp.encode(lines, out_type=str, num_threads=0):
-            log10_total += lm.score(" ".join(pieces), bos=True, eos=True)
-            tokens += len(pieces) + 1
+        pieces = sp.encode(lines, out_type=str, num_threads=0)
+        log10_total = sum(map(lm.score, map(" ".join, pieces)))      # kenlm: bos=True, eos=True by default
+        tokens = sum(map(len, pieces)) + len(lines)                   # one </s> per line
         return round(10.0 ** (-log10_total / tokens), 3)
 
 
