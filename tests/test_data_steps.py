@@ -186,3 +186,27 @@ def test_class_tables_and_runs_match_the_regexes():
             len(p.findall(text)) for p in (HAN_RE, LATIN_RE, KANA_HANGUL_RE)]
         m = REPEAT_RUN_RE.search(text)
         assert repeated_run(cps) == (m.group(0)[:12] if m else None)
+
+
+def test_top_ngram_ties_do_not_depend_on_hash_values():
+    """Tied most-frequent n-grams: the longest counts, whatever the (per-process) word hashes are, and the
+    upper-bound shortcut for 3/4-grams gives what computing them gives."""
+    import numpy as np
+
+    from ziya_jax.data.filters import DocStats, FilterConfig, _top_ngram, _top_ngram_fraction, _top_ngrams
+    text = ("a b " * 6 + "extraordinarily lengthy " * 6 + "filler words here and there now").split()
+    stats = DocStats(" ".join(text), "en")
+    h, lengths = stats.units
+    r, top = _top_ngram(stats.units, 2)
+    expected = 6 * (len("extraordinarily") + len("lengthy")) / int(lengths.sum())   # tied with "a b" (6x)
+    assert top == 6 and abs(r - expected) < 1e-12
+    rng = np.random.default_rng(0)
+    for _ in range(5):      # other hash values for the same words: same answer
+        mapping = {w: rng.integers(0, 2**63) for w in set(stats.words)}
+        units = (np.array([mapping[w] for w in stats.words], dtype=np.uint64), lengths)
+        assert _top_ngram_fraction(units, 2) == r
+    cfg = FilterConfig(max_top_ngram_fraction=(0.99, 0.05, 0.05))
+    ref = next((f"{n}-gram {x:.2f}" for n, lim in zip((2, 3, 4), cfg.max_top_ngram_fraction)
+                if (x := _top_ngram_fraction(stats.units, n)) > lim), None)
+    assert _top_ngrams(DocStats(" ".join(text), "en"), cfg) == ref is not None
+

@@ -37,6 +37,7 @@ class DedupConfig:
     key_method: str = "group"         # group (exact keys, survivor recorded) | bloom (bucketed Bloom filters)
     bloom_error_rate: float = 1e-6
     bloom_buckets: int = 64
+    lsh_shuffle_buckets: int = 1024   # LSH band entries are shuffled packed per bucket (~14 x docs / buckets each)
     ngram_zh: int = 5
     ngram_words: int = 5
     num_bands: int = 14
@@ -229,3 +230,4 @@ def verify_bucket(members: list[tuple[str, object]], method: str, cfg: DedupConf
         if ok:
             edges.append((first_id, doc_id))
     return edges
+

@@ -159,6 +159,7 @@ class DocStats:
         self.nonspace = max(1, len("".join(self.text.split())))
         self._units = None
         self._cps = None
+        self.gram_cache: dict[int, np.ndarray] = {}
         self._counts: dict[str, int] = {}
 
     @property
@@ -230,29 +231,56 @@ def _window_hashes(h: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-def _top_ngram_fraction(units: tuple[np.ndarray, np.ndarray], n: int) -> float:
+_PRIME = np.uint64(1099511628211)
+
+
+def _grams(s: "DocStats", n: int) -> np.ndarray:
+    """_window_hashes(s.units[0], n), extended from the longest cached shorter window (w_n = w_(n-1) * P + h)."""
+    cache = s.gram_cache
+    if n not in cache:
+        h = s.units[0]
+        shorter = [k for k in cache if k < n]
+        k = max(shorter) if shorter else 1
+        grams = cache[k] if shorter else h.copy()
+        with np.errstate(over="ignore"):
+            for m in range(k + 1, n + 1):
+                grams = grams[:-1] * _PRIME + h[m - 1:]
+                cache[m] = grams
+    return cache[n]
+
+
+def _top_ngram_fraction(units: tuple[np.ndarray, np.ndarray], n: int, grams: np.ndarray | None = None) -> float:
     """Share of the text's characters covered by its most frequent n-gram (Gopher)."""
+    return _top_ngram(units, n, grams)[0]
+
+
+def _top_ngram(units: tuple[np.ndarray, np.ndarray], n: int, grams: np.ndarray | None = None) -> tuple[float, int]:
+    """(_top_ngram_fraction, count of the most frequent n-gram). Among n-grams tied for most frequent
+    the longest (in characters, at its first occurrence) counts, so the result never depends on hash
+    values (English word hashes are per-process)."""
     h, lengths = units
     if len(h) < n + 1:
-        return 0.0
-    grams = _window_hashes(h, n)
-    ordered = np.sort(grams)                      # a plain sort: no argsort as np.unique(return_index) needs
+        return 0.0, 0
+    grams = _window_hashes(h, n) if grams is None else grams
+    order = np.argsort(grams, kind="stable")      # equal grams keep their positions in ascending order
+    ordered = grams[order]
     starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
     counts = np.diff(np.append(starts, len(ordered)))
-    best = int(np.argmax(counts))                 # the first most frequent in sorted order, as np.unique
-    if counts[best] < 2:
-        return 0.0
-    first = int(np.argmax(grams == ordered[starts[best]]))
-    gram_len = int(lengths[first:first + n].sum())
-    return _ratio(int(counts[best]) * gram_len, int(lengths.sum()))
+    top = int(counts.max())
+    if top < 2:
+        return 0.0, top
+    firsts = order[starts[counts == top]]          # first occurrence of every most frequent n-gram
+    csum = np.concatenate([[0], np.cumsum(lengths)])
+    gram_len = int((csum[firsts + n] - csum[firsts]).max())
+    return _ratio(top * gram_len, int(csum[-1])), top
 
 
-def _dup_ngram_fraction(units: tuple[np.ndarray, np.ndarray], n: int) -> float:
+def _dup_ngram_fraction(units: tuple[np.ndarray, np.ndarray], n: int, grams: np.ndarray | None = None) -> float:
     """Share of characters inside n-grams that occurred earlier in the document (Gopher)."""
     h, lengths = units
     if len(h) < 2 * n:
         return 0.0
-    grams = _window_hashes(h, n)
+    grams = _window_hashes(h, n) if grams is None else grams
     _, first = np.unique(grams, return_index=True)
     dup_start = np.ones(len(grams), dtype=np.int64)
     dup_start[first] = 0
@@ -332,7 +360,8 @@ class RuleFilter:
             doc_rule("top_ngram_fraction", text_langs, lambda s: _top_ngrams(s, c),
                      "most frequent 2/3/4-gram covers too much (chars for zh, words for en)"),
             doc_rule("dup_ngram_fraction", text_langs, lambda s: (lambda r: f"{r:.2f}" if r > c.max_dup_ngram_fraction
-                     else None)(_dup_ngram_fraction(s.units, c.dup_ngram_n_zh if s.lang == "zh" else c.dup_ngram_n_en)),
+                     else None)((lambda n: _dup_ngram_fraction(s.units, n, _grams(s, n) if len(s.units[0]) >= 2 * n else None))(
+                         c.dup_ngram_n_zh if s.lang == "zh" else c.dup_ngram_n_en)),
                      "text in repeated n-grams (Gopher; characters for zh)"),
             doc_rule("html_leftovers", text_langs, lambda s: (lambda r: f"{r:.3f}" if r > c.max_html_tag_ratio else None)(
                 _ratio(_markup_chars(s.text), len(s.text))), "HTML tags and entities"),
@@ -498,8 +527,25 @@ def _dup_paras(s: DocStats, c: FilterConfig) -> str | None:
 
 
 def _top_ngrams(s: DocStats, c: FilterConfig) -> str | None:
+    """The first of the 2/3/4-gram rules that fires. An n-gram occurs at most as often as its (n-1)-gram
+    prefix, so when (top (n-1)-gram count) x (longest n units) cannot exceed the limit, the n-gram
+    statistic is skipped: it could not fire either (exact, not a heuristic)."""
+    h, lengths = s.units
+    total = int(lengths.sum())
+    bound_count = None                 # an upper bound on every n-gram's count
+    csum = None
     for n, limit in zip((2, 3, 4), c.max_top_ngram_fraction):
-        r = _top_ngram_fraction(s.units, n)
+        if len(h) < n + 1:
+            return None
+        if bound_count is not None:
+            if bound_count < 2:
+                return None
+            if csum is None:
+                csum = np.concatenate([[0], np.cumsum(lengths)])
+            longest = int((csum[n:] - csum[:-n]).max())
+            if bound_count * longest <= limit * total:
+                continue
+        r, bound_count = _top_ngram(s.units, n, _grams(s, n))
         if r > limit:
             return f"{n}-gram {r:.2f}"
     return None

@@ -1,12 +1,16 @@
 """The data factory as one Apache Beam graph: read -> preprocess -> score -> filter -> dedup -> write.
 
-The graph is laid out so that whole documents cross a shuffle only twice, whatever the runner:
-  1. `read_score`: one DoFn per input file reads, preprocesses and scores every document.
+Work is per input file, and whole documents never pass through the runner's shuffle:
+  1. `read_score`: one DoFn per input file reads, preprocesses and scores every document and spills
+     them to one file under `<out>.partial/spill/` (the runner only sees the file's name).
   2. The perplexity cutoffs (percentiles of this corpus, a side input) are the one global barrier
-     before `curate`: bucketing, the rule filters, and the dedup keys and signatures of the survivors.
-  3. Dedup runs on small key records (id, URL key, text key, signature), never on documents:
-     URL groups, then exact groups, then MinHash/SimHash bands, each stage seeing only the survivors
-     of the one before (the paper's order). Its decisions are joined back to the documents by id.
+     before `curate`: per spilled file, bucketing, the rule filters, and the dedup keys and signatures
+     of the survivors, which are spilled again.
+  3. Dedup runs on small key records (id, URL key, text key, signature, input file index), never on
+     documents: URL groups, then exact groups, then MinHash/SimHash bands (packed per shuffle bucket),
+     each stage seeing only the survivors of the one before (the paper's order). Its decisions are
+     grouped by input file, and `finalize` applies them while reading that file once more.
+Spill files are written through Beam's FileSystems (local disk, GCS, ...) and deleted after the run.
 Every DoFn counts what it does per bundle (in, out, drops and removed fragments by reason) and emits
 the counts when the bundle finishes, so `input = output + drops` holds on any runner (a retried
 bundle's counts are discarded with its outputs) without a counting transform per document. Dropped
@@ -21,6 +25,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import hashlib
+import io
 import json
 import math
 import os
@@ -32,6 +37,7 @@ from pathlib import Path
 import apache_beam as beam
 import ml_collections
 import numpy as np
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
@@ -49,11 +55,14 @@ REJECTED = "rejected"
 COUNTS = "counts"
 PPL = "ppl"
 KEYS = "keys"
+UNKEYED = "unkeyed"
+KEYED = "keyed"
 AUTO = "auto_sample"
 HUMAN = "human_sample"
 STEP_ORDER = ("read", "preprocess", "score", "filter", "dedup_url", "dedup_exact", "dedup_fuzzy")
-# a dedup key record: (doc id, normalised URL, text key, MinHash signature bytes or SimHash int)
-KEY_ID, KEY_URL, KEY_TEXT, KEY_SIG = range(4)
+SPILL = "spill"     # scored/curated documents between stages, one JSON Lines file per input file
+# a dedup key record: (doc id, normalised URL, text key, MinHash signature bytes or SimHash int, input file index)
+KEY_ID, KEY_URL, KEY_TEXT, KEY_SIG, KEY_FILE = range(5)
 
 
 class PipelineError(ValueError):
@@ -77,6 +86,46 @@ def _json(record: dict) -> str:
     return json.dumps(record, ensure_ascii=False)
 
 
+def spill_path(out: str, kind: str, file_index: int) -> str:
+    """The spill file of one input file (by its index in the run's sorted file list) for one stage
+    ('scored' or 'curated')."""
+    return os.path.join(out, SPILL, kind, f"{file_index:07d}.jsonl")
+
+
+class SpillWriter:
+    """Documents handed to the next stage through the filesystem, streamed in blocks (a retried bundle
+    rewrites the same file from the start)."""
+
+    BLOCK = 512
+
+    def __init__(self, path: str):
+        self.fh = FileSystems.create(path)
+        self.lines: list[str] = []
+
+    def write(self, doc: dict) -> None:
+        self.lines.append(_json(doc))
+        if len(self.lines) >= self.BLOCK:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.lines:
+            self.fh.write(("\n".join(self.lines) + "\n").encode("utf-8"))
+            self.lines = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.flush()
+        self.fh.close()
+
+
+def read_spill(path: str):
+    with FileSystems.open(path) as fh:
+        for line in io.TextIOWrapper(fh, encoding="utf-8"):
+            yield json.loads(line)
+
+
 # ----- DoFns -----
 
 class CountingDoFn(beam.DoFn):
@@ -84,10 +133,8 @@ class CountingDoFn(beam.DoFn):
 
     def start_bundle(self):
         self.tally: collections.Counter = collections.Counter()
-        if os.environ.get("ZT"): print(f"ZT start {type(self).__name__} {os.getpid()} {time.time():.2f}", file=sys.stderr, flush=True)
 
     def finish_bundle(self):
-        if os.environ.get("ZT"): print(f"ZT end {type(self).__name__} {os.getpid()} {time.time():.2f} {sum(v for k, v in self.tally.items() if k[0]=='in')}", file=sys.stderr, flush=True)
         for key, n in self.tally.items():
             yield beam.pvalue.TaggedOutput(COUNTS, WindowedValue((key, n), MIN_TIMESTAMP, [GlobalWindow()]))
 
@@ -99,16 +146,24 @@ class CountingDoFn(beam.DoFn):
 
 
 class ReadScoreFn(CountingDoFn):
-    """One input file -> its documents, preprocessed and scored (perplexity; -1 where no model)."""
+    """One input file -> its documents, preprocessed and scored (perplexity; -1 where no model), spilled
+    to one file for `curate`; emits the input's index (the large data never passes through the runner)."""
 
-    def __init__(self, root: str, total_files: int, cfg: PreprocessConfig, models: dict[str, LanguageModelFiles]):
-        self.root, self.total, self.cfg, self.models = root, total_files, cfg, models
+    def __init__(self, root: str, total_files: int, cfg: PreprocessConfig, models: dict[str, LanguageModelFiles],
+                 out: str):
+        self.root, self.total, self.cfg, self.models, self.out = root, total_files, cfg, models, out
 
     def setup(self):
         self.preprocess = Preprocessor(self.cfg)
         self.scorer = PerplexityScorer(self.models)
 
-    def process(self, path):
+    def process(self, item):
+        index, path = item
+        with SpillWriter(spill_path(self.out, "scored", index)) as spill:
+            yield from self.read_and_score(path, spill)
+        yield index
+
+    def read_and_score(self, path: str, spill: SpillWriter):
         n_ok = n_bad = 0
         tally = self.tally
         for ok, rec in read_file(path, self.root):
@@ -130,7 +185,7 @@ class ReadScoreFn(CountingDoFn):
             doc["ppl"] = ppl
             if ppl >= 0 and math.isfinite(ppl):
                 yield beam.pvalue.TaggedOutput(PPL, (lang, ppl))
-            yield doc
+            spill.write(doc)
         print(f"[data] read {os.path.relpath(path, self.root) if self.root else path}: {n_ok} documents, "
               f"{n_bad} bad records ({self.total} files in the run)", file=sys.stderr, flush=True)
 
@@ -150,17 +205,18 @@ def quality_bucket(doc: dict, cutoffs: dict) -> tuple[str | None, dict | None]:
 
 
 class CurateFn(CountingDoFn):
-    """Scored document -> quality bucket -> rule filters -> (id, doc) plus its dedup key record."""
+    """One input's scored documents -> quality bucket -> rule filters; survivors are spilled again for
+    `finalize`, and each yields its dedup key record."""
 
-    def __init__(self, filter_cfg: FilterConfig, dedup_cfg: dd.DedupConfig):
-        self.filter_cfg, self.dedup_cfg = filter_cfg, dedup_cfg
+    def __init__(self, filter_cfg: FilterConfig, dedup_cfg: dd.DedupConfig, out: str):
+        self.filter_cfg, self.dedup_cfg, self.out = filter_cfg, dedup_cfg, out
 
     def setup(self):
         self.rules = RuleFilter(self.filter_cfg)
         cfg = self.dedup_cfg
         self.minhash = dd.MinHasher(cfg) if cfg.fuzzy == "minhash" else None
 
-    def keys(self, doc: dict) -> tuple:
+    def keys(self, doc: dict, index: int) -> tuple:
         cfg = self.dedup_cfg
         url = dd.normalize_url(doc["url"]) if cfg.url else ""
         text = dd.text_key(doc["text"]) if cfg.exact else ""
@@ -168,9 +224,15 @@ class CurateFn(CountingDoFn):
         if cfg.fuzzy in ("minhash", "simhash"):
             hashes = dd.shingle_hashes(doc["text"], doc["lang"], cfg)
             sig = self.minhash.signature(hashes).tobytes() if self.minhash is not None else dd.simhash(hashes)
-        return doc["id"], url, text, sig
+        return doc["id"], url, text, sig, index
 
-    def process(self, doc, cutoffs):
+    def process(self, index, cutoffs):
+        with SpillWriter(spill_path(self.out, "curated", index)) as spill:
+            for doc in read_spill(spill_path(self.out, "scored", index)):
+                yield from self.curate(doc, cutoffs, index, spill)
+        yield index
+
+    def curate(self, doc, cutoffs, index: int, spill: SpillWriter):
         tally = self.tally
         tally[("in", "score")] += 1
         bucket, rej = quality_bucket(doc, cutoffs)
@@ -185,8 +247,8 @@ class CurateFn(CountingDoFn):
         if out is None:
             return
         tally[("out", "filter")] += 1
-        yield out["id"], out
-        yield beam.pvalue.TaggedOutput(KEYS, self.keys(out))
+        spill.write(out)
+        yield beam.pvalue.TaggedOutput(KEYS, self.keys(out, index))
 
 
 def pick_smallest(kv, step: str, reason: str):
@@ -195,7 +257,7 @@ def pick_smallest(kv, step: str, reason: str):
     records = sorted(records, key=lambda r: r[KEY_ID])
     yield records[0]
     for r in records[1:]:
-        yield beam.pvalue.TaggedOutput(REJECTED, (r[KEY_ID], (step, reason, "", records[0][KEY_ID])))
+        yield beam.pvalue.TaggedOutput(REJECTED, (r[KEY_FILE], (r[KEY_ID], step, reason, "", records[0][KEY_ID])))
 
 
 def bloom_bucket(kv, key_index: int, step: str, reason: str, error_rate: float):
@@ -205,78 +267,199 @@ def bloom_bucket(kv, key_index: int, step: str, reason: str, error_rate: float):
     bloom = dd.BloomFilter(len(records), error_rate)
     for r in records:
         if bloom.add(r[key_index]):
-            yield beam.pvalue.TaggedOutput(REJECTED, (r[KEY_ID], (step, reason, "bloom filter", None)))
+            yield beam.pvalue.TaggedOutput(REJECTED, (r[KEY_FILE], (r[KEY_ID], step, reason, "bloom filter", None)))
         else:
             yield r
 
 
+class KeySplitFn(CountingDoFn):
+    """Counts the key records entering a dedup step; keyed ones go to the grouping ((key or its Bloom
+    bucket, record)), those without the key (no URL) pass the step untouched."""
+
+    def __init__(self, step: str, key_index: int, bloom_buckets: int | None):
+        self.step, self.key_index, self.bloom_buckets = step, key_index, bloom_buckets
+
+    def process(self, record):
+        self.tally[("in", self.step)] += 1
+        key = record[self.key_index]
+        if not key:
+            yield beam.pvalue.TaggedOutput(UNKEYED, record)
+        else:
+            group = _bucket_of(key, self.bloom_buckets) if self.bloom_buckets else key
+            yield beam.pvalue.TaggedOutput(KEYED, (group, record))
+
+
 def dedup_by_key(keys, name: str, key_index: int, reason: str, cfg: dd.DedupConfig):
-    """Global dedup of key records on one exact key; records whose key is '' pass through."""
-    with_key, without = keys | f"{name}/split" >> beam.Partition(lambda r, n: 0 if r[key_index] else 1, 2)
+    """Global dedup of key records on one exact key; records whose key is '' pass through.
+    Returns (surviving key records, decisions, counts)."""
+    split = keys | f"{name}/split" >> beam.ParDo(KeySplitFn(
+        name, key_index, cfg.bloom_buckets if cfg.key_method == "bloom" else None)).with_outputs(
+        KEYED, UNKEYED, COUNTS, main="none")
     if cfg.key_method == "bloom":
-        buckets = cfg.bloom_buckets
-        res = (with_key
-               | f"{name}/bucket" >> beam.Map(lambda r: (_bucket_of(r[key_index], buckets), r))
+        res = (split[KEYED]
                | f"{name}/group" >> beam.GroupByKey()
                | f"{name}/bloom" >> beam.FlatMap(bloom_bucket, key_index, name, reason, cfg.bloom_error_rate)
                .with_outputs(REJECTED, main="kept"))
     elif cfg.key_method == "group":
-        res = (with_key | f"{name}/key" >> beam.Map(lambda r: (r[key_index], r))
-               | f"{name}/group" >> beam.GroupByKey()
+        res = (split[KEYED] | f"{name}/group" >> beam.GroupByKey()
                | f"{name}/pick" >> beam.FlatMap(pick_smallest, name, reason).with_outputs(REJECTED, main="kept"))
     else:
         raise PipelineError(f"dedup.key_method {cfg.key_method!r} must be 'group' or 'bloom'")
-    kept = (res.kept, without) | f"{name}/merge" >> beam.Flatten()
-    return kept, res[REJECTED]
+    kept = (res.kept, split[UNKEYED]) | f"{name}/merge" >> beam.Flatten()
+    return kept, res[REJECTED], split[COUNTS]
 
 
 def _bucket_of(key: str, n: int) -> int:
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=4).digest(), "little") % n
 
 
-def signature_bands(record, cfg: dd.DedupConfig):
-    """(band, (id, signature)) for every LSH band of a key record."""
-    doc_id, sig = record[KEY_ID], record[KEY_SIG]
+def band_bucket(band: tuple[int, bytes | int], buckets: int) -> int:
+    """Shuffle bucket of an LSH band (index, rows): MinHash rows and SimHash slices are already hashes."""
+    index, value = band
+    x = int.from_bytes(value[:8], "little") if isinstance(value, bytes) else value
+    return ((x ^ (index * 0x9E3779B97F4A7C15)) * 0xBF58476D1CE4E5B9 >> 21) % buckets
+
+
+class BandBucketsFn(CountingDoFn):
+    """Key records -> (bucket, packed entries): every LSH band of every document, packed per shuffle
+    bucket within a bundle into four flat fields (ids, file indices, band indices, signatures), so the
+    shuffle moves a few large byte records instead of one small record per band and document."""
+
+    MAX_BUFFERED = 100_000       # band entries held before a flush (bounds worker memory)
+
+    def __init__(self, cfg: dd.DedupConfig):
+        self.cfg = cfg
+
+    def setup(self):
+        self.minhash_width = self.cfg.rows_per_band * 4 if self.cfg.fuzzy == "minhash" else 0
+
+    def start_bundle(self):
+        super().start_bundle()
+        self.buffer: dict[int, list] = collections.defaultdict(list)
+        self.buffered = 0
+
+    def bands(self, sig) -> list:
+        if self.minhash_width:
+            w = self.minhash_width
+            return [(i, sig[i * w:(i + 1) * w]) for i in range(self.cfg.num_bands)]
+        return dd.simhash_bands(sig, self.cfg.simhash_max_hamming)
+
+    def flush(self):
+        out = []
+        for bucket, entries in self.buffer.items():
+            ids, files, bands, sigs = zip(*entries)
+            packed_sigs = b"".join(sigs) if self.minhash_width else np.array(sigs, dtype=np.uint64).tobytes()
+            out.append((bucket, ("\x00".join(ids), np.array(files, dtype=np.int64).tobytes(), bytes(bands),
+                                 packed_sigs)))
+        self.buffer, self.buffered = collections.defaultdict(list), 0
+        return out
+
+    def process(self, record):
+        self.tally[("in", "dedup_fuzzy")] += 1
+        doc_id, sig, file_index = record[KEY_ID], record[KEY_SIG], record[KEY_FILE]
+        n = self.cfg.lsh_shuffle_buckets
+        for band in self.bands(sig):
+            self.buffer[band_bucket(band, n)].append((doc_id, file_index, band[0], sig))
+            self.buffered += 1
+        if self.buffered >= self.MAX_BUFFERED:
+            yield from self.flush()
+
+    def finish_bundle(self):
+        yield from super().finish_bundle()
+        for kv in self.flush():
+            yield WindowedValue(kv, MIN_TIMESTAMP, [GlobalWindow()])
+
+
+def unpack_bands(packed_list, cfg: dd.DedupConfig):
+    """The entries of one shuffle bucket: (member ids [(doc id, file index)], band keys, signatures)."""
+    ids, files, bands, sigs = [], [], [], []
+    for id_text, file_bytes, band_bytes, sig_bytes in packed_list:
+        ids.extend(id_text.split("\x00"))
+        files.append(np.frombuffer(file_bytes, dtype=np.int64))
+        bands.append(np.frombuffer(band_bytes, dtype=np.uint8))
+        sigs.append(sig_bytes)
+    files, bands = np.concatenate(files), np.concatenate(bands)
+    members = list(zip(ids, files.tolist()))
     if cfg.fuzzy == "minhash":
-        width = cfg.rows_per_band * 4     # bytes per band of uint32 rows
-        for i in range(cfg.num_bands):
-            yield (i, sig[i * width:(i + 1) * width]), (doc_id, sig)
+        r = cfg.rows_per_band
+        sig = np.frombuffer(b"".join(sigs), dtype=np.uint32).reshape(len(ids), cfg.num_bands * r)
+        rows = np.take_along_axis(sig, bands[:, None].astype(np.int64) * r + np.arange(r), axis=1).tobytes()
+        w = 4 * r
+        keys = [(b, rows[j * w:(j + 1) * w]) for j, b in enumerate(bands.tolist())]
     else:
-        for band in dd.simhash_bands(sig, cfg.simhash_max_hamming):
-            yield band, (doc_id, sig)
+        sig = np.frombuffer(b"".join(sigs), dtype=np.uint64)
+        keys = [dd.simhash_bands(int(v), cfg.simhash_max_hamming)[b] for v, b in zip(sig.tolist(), bands.tolist())]
+    return members, keys, sig
 
 
-def verify_band(kv, cfg: dd.DedupConfig):
-    members = list(kv[1])
-    if cfg.fuzzy == "minhash":
-        members = [(i, np.frombuffer(s, dtype=np.uint32)) for i, s in members]
-    return dd.verify_bucket(members, cfg.fuzzy, cfg)
+class VerifyBandsFn(beam.DoFn):
+    """One shuffle bucket: documents sharing a band are candidates, verified against the band's first
+    id. A pair met again in another band of the same bundle is neither verified nor emitted twice."""
+
+    MAX_REMEMBERED = 2_000_000
+
+    def __init__(self, cfg: dd.DedupConfig):
+        self.cfg = cfg
+
+    def start_bundle(self):
+        self.seen: set = set()
+
+    def process(self, kv):
+        cfg = self.cfg
+        members, keys, sig = unpack_bands(kv[1], cfg)
+        by_band: dict = collections.defaultdict(list)
+        for j, key in enumerate(keys):
+            by_band[key].append(j)
+        if len(self.seen) > self.MAX_REMEMBERED:
+            self.seen.clear()
+        for rows in by_band.values():
+            if len(rows) < 2:              # most bands hold one document: nothing to compare
+                continue
+            rows.sort(key=lambda j: members[j])
+            first = members[rows[0]]
+            fresh = [j for j in rows[1:] if members[j] != first and (first, members[j]) not in self.seen]
+            if not fresh:
+                continue
+            self.seen.update((first, members[j]) for j in fresh)
+            if cfg.fuzzy == "minhash":
+                similar = (sig[fresh] == sig[rows[0]]).mean(axis=1) >= cfg.jaccard_threshold
+            else:
+                similar = [dd.hamming(int(sig[j]), int(sig[rows[0]])) <= cfg.simhash_max_hamming for j in fresh]
+            for j, ok in zip(fresh, similar):
+                if ok:
+                    yield first, members[j]
 
 
 def dedup_fuzzy(keys, cfg: dd.DedupConfig):
-    """(id, decision) for every non-survivor of a near-duplicate cluster (MinHash-LSH or SimHash bands)."""
+    """(file index, decision) for every non-survivor of a near-duplicate cluster (MinHash-LSH or SimHash
+    bands); returns (decisions, counts)."""
     name = "dedup_fuzzy"
-    return (keys
-            | f"{name}/bands" >> beam.FlatMap(signature_bands, cfg)
+    bands = keys | f"{name}/bands" >> beam.ParDo(BandBucketsFn(cfg)).with_outputs(COUNTS, main="packed")
+    return (bands.packed
             | f"{name}/group" >> beam.GroupByKey()
-            | f"{name}/verify" >> beam.FlatMap(verify_band, cfg)
+            | f"{name}/verify" >> beam.ParDo(VerifyBandsFn(cfg))
             | f"{name}/edges" >> beam.combiners.ToList()
             | f"{name}/cluster" >> beam.FlatMap(dd.clusters_to_survivors)
-            | f"{name}/decide" >> beam.Map(lambda pair: (pair[0], (name, "near_duplicate", "", pair[1]))))
+            | f"{name}/decide" >> beam.Map(lambda pair: (pair[0][1], (pair[0][0], name, "near_duplicate", "",
+                                                                     pair[1][0])))), bands[COUNTS]
 
 
 class FinalizeFn(CountingDoFn):
-    """(id, {doc, decision}) -> a curated tf.Example, or its `rejected/` line; plus the evaluation samples."""
+    """(input file index, its dedup decisions) -> the curated spill's tf.Examples and `rejected/` lines for the
+    duplicates; plus the evaluation samples."""
 
-    def __init__(self, last_step: str | None, sample_fraction: float):
-        self.last_step, self.fraction = last_step, sample_fraction
+    def __init__(self, last_step: str | None, sample_fraction: float, out: str):
+        self.last_step, self.fraction, self.out = last_step, sample_fraction, out
 
     def process(self, kv):
-        _, joined = kv
-        decisions = sorted(joined["decision"], key=lambda d: STEP_ORDER.index(d[0]))
-        for doc in joined["doc"]:
-            if decisions:
-                step, reason, detail, survivor = decisions[0]
+        index, joined = kv
+        decisions: dict[str, tuple] = {}
+        for doc_id, *decision in sorted(joined["decision"], key=lambda d: STEP_ORDER.index(d[1])):
+            decisions.setdefault(doc_id, tuple(decision))
+        for doc in read_spill(spill_path(self.out, "curated", index)):
+            decision = decisions.get(doc["id"])
+            if decision is not None:
+                step, reason, detail, survivor = decision
                 yield self.rejected(drop(doc, step, reason, detail=detail, survivor=survivor))
                 continue
             if self.last_step:
@@ -291,16 +474,15 @@ class FinalizeFn(CountingDoFn):
 
 # ----- counting -----
 
-def _count(pcoll, label: str, key: tuple):
-    return (pcoll | f"count/{label}" >> beam.combiners.Count.Globally()
-            | f"count/{label}/key" >> beam.Map(lambda n: (key, n)))
-
-
 def assemble_stats(entries: list, steps_run: tuple[str, ...] = STEP_ORDER) -> dict:
-    """stats.json from (key, count) pairs; a step that saw no documents reports zeros."""
+    """stats.json from (key, count) pairs; a step that saw no documents reports zeros. A dedup step's
+    output is what the next dedup step counted coming in (the last one's is counted by `finalize`)."""
     counts = collections.Counter()
     for key, n in entries:
         counts[tuple(key)] += n
+    for name, following in zip(steps_run, steps_run[1:]):
+        if name.startswith("dedup_"):
+            counts[("out", name)] = counts[("in", following)]
     steps = []
     for name in steps_run:
         dropped = {k[2]: v for k, v in sorted(counts.items()) if k[0] == "drop" and k[1] == name}
@@ -329,9 +511,9 @@ def build(p: beam.Pipeline, files: list[str], root: str, cfg: ml_collections.Con
                                         ("dedup_fuzzy", dcfg.fuzzy != "none")) if on)
     steps_run = STEP_ORDER[:4] + dedup_steps
 
-    read = (p | "files" >> beam.Create(files) | "reshuffle_files" >> beam.Reshuffle()
+    read = (p | "files" >> beam.Create(list(enumerate(files))) | "reshuffle_files" >> beam.Reshuffle()
             | "read_score" >> beam.ParDo(ReadScoreFn(root, len(files), dataclass_from(PreprocessConfig, cfg.preprocess),
-                                                    models)).with_outputs(REJECTED, COUNTS, PPL, main="docs"))
+                                                    models, out)).with_outputs(REJECTED, COUNTS, PPL, main="files"))
 
     fractions = (cfg.score.high_fraction, cfg.score.medium_fraction)
     nq = cfg.score.num_quantiles
@@ -343,37 +525,37 @@ def build(p: beam.Pipeline, files: list[str], root: str, cfg: ml_collections.Con
          | "score/write_cutoffs" >> beam.Map(lambda kvs: write_json({k: {"high_max_ppl": v[0], "medium_max_ppl": v[1]}
                                                                      for k, v in sorted(kvs)},
                                                                     os.path.join(out, "ppl_cutoffs.json"))))
-    curated = read.docs | "curate" >> beam.ParDo(
-        CurateFn(dataclass_from(FilterConfig, cfg.filter), dcfg), beam.pvalue.AsDict(cutoffs)) \
-        .with_outputs(REJECTED, COUNTS, KEYS, main="docs")
+    curated = read.files | "curate" >> beam.ParDo(
+        CurateFn(dataclass_from(FilterConfig, cfg.filter), dcfg, out), beam.pvalue.AsDict(cutoffs)) \
+        .with_outputs(REJECTED, COUNTS, KEYS, main="files")
 
     stats_parts = [read[COUNTS], curated[COUNTS]]
     decisions = []
     keys = curated[KEYS]
     for name, index, reason in (("dedup_url", KEY_URL, "duplicate_url"), ("dedup_exact", KEY_TEXT, "exact_duplicate")):
         if name in dedup_steps:
-            stats_parts.append(_count(keys, f"{name}/in", ("in", name)))
-            keys, dropped = dedup_by_key(keys, name, index, reason, dcfg)
+            keys, dropped, counts = dedup_by_key(keys, name, index, reason, dcfg)
             decisions.append(dropped)
-            if name != dedup_steps[-1]:
-                stats_parts.append(_count(keys, f"{name}/out", ("out", name)))
+            stats_parts.append(counts)
     if "dedup_fuzzy" in dedup_steps:
-        stats_parts.append(_count(keys, "dedup_fuzzy/in", ("in", "dedup_fuzzy")))
-        decisions.append(dedup_fuzzy(keys, dcfg))
+        dropped, counts = dedup_fuzzy(keys, dcfg)
+        decisions.append(dropped)
+        stats_parts.append(counts)
     decisions = (tuple(decisions) or (p | "no_decisions" >> beam.Create([]),)) | "decisions" >> beam.Flatten()
 
-    final = ({"doc": curated.docs, "decision": decisions}
+    final = ({"file": curated.files | "file_keys" >> beam.Map(lambda f: (f, None)), "decision": decisions}
              | "join" >> beam.CoGroupByKey()
              | "finalize" >> beam.ParDo(FinalizeFn(dedup_steps[-1] if dedup_steps else None,
-                                                   float(cfg.eval.sample_fraction)))
+                                                   float(cfg.eval.sample_fraction), out))
              .with_outputs(REJECTED, COUNTS, AUTO, HUMAN, main="examples"))
     stats_parts.append(final[COUNTS])
 
     _ = final.examples | "write/curated" >> beam.io.WriteToTFRecord(
         os.path.join(out, "data", "curated"), file_name_suffix=".tfrecord", num_shards=int(cfg.output.num_shards))
-    _ = ((read[REJECTED], curated[REJECTED], final[REJECTED]) | "rejected/all" >> beam.Flatten()
-         | "rejected/write" >> beam.io.WriteToText(os.path.join(out, "rejected", "rejected"), file_name_suffix=".jsonl",
-                                                   num_shards=int(cfg.output.rejected_shards)))
+    for label, rejected in (("read_score", read[REJECTED]), ("curate", curated[REJECTED]), ("dedup", final[REJECTED])):
+        # one sink per producing stage: written where they are produced, never buffered by the runner
+        _ = rejected | f"rejected/{label}/write" >> beam.io.WriteToText(
+            os.path.join(out, "rejected", label), file_name_suffix=".jsonl", num_shards=int(cfg.output.rejected_shards))
     _ = final[AUTO] | "eval/auto_write" >> beam.io.WriteToText(os.path.join(out, "eval", "auto_sample"),
                                                                file_name_suffix=".jsonl", num_shards=1)
     _ = (final[HUMAN] | "eval/human_sample" >> beam.combiners.Top.Smallest(int(cfg.eval.human_samples))
@@ -396,7 +578,7 @@ def prepare_output(out: str, overwrite: bool) -> str:
     if partial.exists():
         print(f"[data] discarding the unfinished run in {partial}", file=sys.stderr)
         shutil.rmtree(partial)
-    for sub in ("data", "rejected", "eval"):
+    for sub in ("data", "rejected", "eval", f"{SPILL}/scored", f"{SPILL}/curated"):
         (partial / sub).mkdir(parents=True)
     return str(partial)
 
@@ -431,11 +613,11 @@ def run(input_glob: str, output: str, cfg: ml_collections.ConfigDict, beam_args:
     RuleFilter(dataclass_from(FilterConfig, cfg.filter))  # fail fast on bad word lists / rule names
     tmp = prepare_output(output, overwrite)
     t0 = time.time()
-    if os.environ.get("ZT"): print(f"ZT t0 {t0:.2f}", file=sys.stderr)
     print(f"[data] {len(files)} input files under {root}; writing to {tmp}", file=sys.stderr, flush=True)
     with beam.Pipeline(options=default_options(beam_args or [])) as p:
         build(p, files, root, cfg, tmp, models)
     elapsed = time.time() - t0
+    shutil.rmtree(os.path.join(tmp, SPILL), ignore_errors=True)
     stats = json.loads(Path(tmp, "stats.json").read_text())
     stats["input_bytes"] = sum(os.path.getsize(f) for f in files)
     stats["seconds"] = round(elapsed, 2)
