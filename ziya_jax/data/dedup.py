@@ -128,9 +128,11 @@ class MinHasher:
                 np.minimum(sig, vals.min(axis=0), out=sig)
         return sig
 
-    def bands(self, sig: np.ndarray) -> list[tuple[int, bytes]]:
-        r = self.cfg.rows_per_band
-        return [(i, sig[i * r:(i + 1) * r].tobytes()) for i in range(self.cfg.num_bands)]
+    def bands(self, sig: np.ndarray | bytes) -> list[tuple[int, bytes]]:
+        """(band index, the band's rows as bytes) for a signature (array or its uint32 bytes)."""
+        buf = sig.tobytes() if isinstance(sig, np.ndarray) else sig
+        w = self.cfg.rows_per_band * 4
+        return [(i, buf[i * w:(i + 1) * w]) for i in range(self.cfg.num_bands)]
 
 
 def estimated_jaccard(sig_a: np.ndarray, sig_b: np.ndarray) -> float:
@@ -219,15 +221,11 @@ def verify_bucket(members: list[tuple[str, object]], method: str, cfg: DedupConf
         return []
     members = sorted(members, key=lambda m: m[0])
     first_id, first_sig = members[0]
-    edges = []
-    for doc_id, sig in members[1:]:
-        if doc_id == first_id:
-            continue
-        if method == "minhash":
-            ok = estimated_jaccard(first_sig, sig) >= cfg.jaccard_threshold
-        else:
-            ok = hamming(first_sig, sig) <= cfg.simhash_max_hamming
-        if ok:
-            edges.append((first_id, doc_id))
-    return edges
-
+    others = [m for m in members[1:] if m[0] != first_id]
+    if not others:
+        return []
+    if method == "minhash":     # every member against the first in one array op (= estimated_jaccard each)
+        similar = (np.stack([sig for _, sig in others]) == first_sig).mean(axis=1) >= cfg.jaccard_threshold
+    else:
+        similar = [hamming(first_sig, sig) <= cfg.simhash_max_hamming for _, sig in others]
+    return [(first_id, doc_id) for (doc_id, _), ok in zip(others, similar) if ok]

@@ -223,15 +223,16 @@ def _ratio(n: float, d: float) -> float:
     return n / d if d else 0.0
 
 
+_PRIME = np.uint64(1099511628211)
+
+
 def _window_hashes(h: np.ndarray, n: int) -> np.ndarray:
     with np.errstate(over="ignore"):
         out = np.zeros(len(h) - n + 1, dtype=np.uint64)
         for k in range(n):
-            out = out * np.uint64(1099511628211) + h[k:len(h) - n + 1 + k]
+            out = out * _PRIME + h[k:len(h) - n + 1 + k]
     return out
 
-
-_PRIME = np.uint64(1099511628211)
 
 
 def _grams(s: "DocStats", n: int) -> np.ndarray:
@@ -359,9 +360,7 @@ class RuleFilter:
             doc_rule("dup_paragraph_fraction", text_langs, lambda s: _dup_paras(s, c), "duplicate paragraphs (Gopher)"),
             doc_rule("top_ngram_fraction", text_langs, lambda s: _top_ngrams(s, c),
                      "most frequent 2/3/4-gram covers too much (chars for zh, words for en)"),
-            doc_rule("dup_ngram_fraction", text_langs, lambda s: (lambda r: f"{r:.2f}" if r > c.max_dup_ngram_fraction
-                     else None)((lambda n: _dup_ngram_fraction(s.units, n, _grams(s, n) if len(s.units[0]) >= 2 * n else None))(
-                         c.dup_ngram_n_zh if s.lang == "zh" else c.dup_ngram_n_en)),
+            doc_rule("dup_ngram_fraction", text_langs, lambda s: _dup_ngrams(s, c),
                      "text in repeated n-grams (Gopher; characters for zh)"),
             doc_rule("html_leftovers", text_langs, lambda s: (lambda r: f"{r:.3f}" if r > c.max_html_tag_ratio else None)(
                 _ratio(_markup_chars(s.text), len(s.text))), "HTML tags and entities"),
@@ -549,6 +548,12 @@ def _top_ngrams(s: DocStats, c: FilterConfig) -> str | None:
         if r > limit:
             return f"{n}-gram {r:.2f}"
     return None
+
+
+def _dup_ngrams(s: DocStats, c: FilterConfig) -> str | None:
+    n = c.dup_ngram_n_zh if s.lang == "zh" else c.dup_ngram_n_en
+    r = _dup_ngram_fraction(s.units, n, _grams(s, n)) if len(s.units[0]) >= 2 * n else 0.0
+    return f"{r:.2f}" if r > c.max_dup_ngram_fraction else None
 
 
 def find_privacy(text: str, lang: str) -> str | None:

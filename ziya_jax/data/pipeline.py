@@ -294,17 +294,13 @@ def dedup_by_key(keys, name: str, key_index: int, reason: str, cfg: dd.DedupConf
     Returns (surviving key records, decisions, counts)."""
     split = keys | f"{name}/split" >> beam.ParDo(KeySplitFn(
         name, key_index, cfg.bloom_buckets if cfg.key_method == "bloom" else None)).with_outputs(
-        KEYED, UNKEYED, COUNTS, main="none")
-    if cfg.key_method == "bloom":
-        res = (split[KEYED]
-               | f"{name}/group" >> beam.GroupByKey()
-               | f"{name}/bloom" >> beam.FlatMap(bloom_bucket, key_index, name, reason, cfg.bloom_error_rate)
-               .with_outputs(REJECTED, main="kept"))
-    elif cfg.key_method == "group":
-        res = (split[KEYED] | f"{name}/group" >> beam.GroupByKey()
-               | f"{name}/pick" >> beam.FlatMap(pick_smallest, name, reason).with_outputs(REJECTED, main="kept"))
+        KEYED, UNKEYED, COUNTS, main="none")     # all tagged: Beam infers no KV type for a mixed main output
+    grouped = split[KEYED] | f"{name}/group" >> beam.GroupByKey()
+    if cfg.key_method == "bloom":       # build() has checked the method's name
+        res = grouped | f"{name}/bloom" >> beam.FlatMap(bloom_bucket, key_index, name, reason, cfg.bloom_error_rate) \
+            .with_outputs(REJECTED, main="kept")
     else:
-        raise PipelineError(f"dedup.key_method {cfg.key_method!r} must be 'group' or 'bloom'")
+        res = grouped | f"{name}/pick" >> beam.FlatMap(pick_smallest, name, reason).with_outputs(REJECTED, main="kept")
     kept = (res.kept, split[UNKEYED]) | f"{name}/merge" >> beam.Flatten()
     return kept, res[REJECTED], split[COUNTS]
 
@@ -331,7 +327,7 @@ class BandBucketsFn(CountingDoFn):
         self.cfg = cfg
 
     def setup(self):
-        self.minhash_width = self.cfg.rows_per_band * 4 if self.cfg.fuzzy == "minhash" else 0
+        self.minhash = dd.MinHasher(self.cfg) if self.cfg.fuzzy == "minhash" else None
 
     def start_bundle(self):
         super().start_bundle()
@@ -339,16 +335,15 @@ class BandBucketsFn(CountingDoFn):
         self.buffered = 0
 
     def bands(self, sig) -> list:
-        if self.minhash_width:
-            w = self.minhash_width
-            return [(i, sig[i * w:(i + 1) * w]) for i in range(self.cfg.num_bands)]
+        if self.minhash is not None:
+            return self.minhash.bands(sig)
         return dd.simhash_bands(sig, self.cfg.simhash_max_hamming)
 
     def flush(self):
         out = []
         for bucket, entries in self.buffer.items():
             ids, files, bands, sigs = zip(*entries)
-            packed_sigs = b"".join(sigs) if self.minhash_width else np.array(sigs, dtype=np.uint64).tobytes()
+            packed_sigs = b"".join(sigs) if self.minhash is not None else np.array(sigs, dtype=np.uint64).tobytes()
             out.append((bucket, ("\x00".join(ids), np.array(files, dtype=np.int64).tobytes(), bytes(bands),
                                  packed_sigs)))
         self.buffer, self.buffered = collections.defaultdict(list), 0
@@ -421,13 +416,8 @@ class VerifyBandsFn(beam.DoFn):
             if not fresh:
                 continue
             self.seen.update((first, members[j]) for j in fresh)
-            if cfg.fuzzy == "minhash":
-                similar = (sig[fresh] == sig[rows[0]]).mean(axis=1) >= cfg.jaccard_threshold
-            else:
-                similar = [dd.hamming(int(sig[j]), int(sig[rows[0]])) <= cfg.simhash_max_hamming for j in fresh]
-            for j, ok in zip(fresh, similar):
-                if ok:
-                    yield first, members[j]
+            value = (lambda j: sig[j]) if cfg.fuzzy == "minhash" else (lambda j: int(sig[j]))
+            yield from dd.verify_bucket([(members[j], value(j)) for j in [rows[0]] + fresh], cfg.fuzzy, cfg)
 
 
 def dedup_fuzzy(keys, cfg: dd.DedupConfig):
